@@ -1,0 +1,64 @@
+# mlctl: two commands do all set-up on a fresh Debian machine with Python 3.11.
+#   make demo   create .venv, install mlctl, run the main job on embedded defaults (no server)
+#   make test   create .venv, install dev extras and the Debian packages the tests need,
+#               start the real engines (from the tests), run the whole suite with coverage >= 80%
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# Debian packages of the real engines the integration tests start on loopback.
+DEB_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-pushgateway
+COV_MIN ?= 80
+PYTEST_ARGS ?=
+
+.PHONY: help demo test test-fast lint bench system-deps clean
+
+help:
+	@echo "make demo   - run the main job on embedded defaults"
+	@echo "make test   - install everything the tests need and run them with coverage"
+	@echo "make lint   - ruff"
+	@echo "make bench  - run benchmarks and refresh docs/benchmarks.md"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlctl needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.core
+
+demo: $(VENV)/.core
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scenarios/demo.sh
+
+system-deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check mlctl commands tests benchmarks
+
+test: system-deps $(VENV)/.dev lint
+	$(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
+	  --cov=mlctl --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not scenario" tests $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/startup.py --write-docs
+
+clean:
+	rm -rf $(VENV) build *.egg-info .coverage htmlcov

@@ -1,0 +1,117 @@
+"""Start-up time of ``mlctl --help`` beside ``dvc --help`` and ``mlflow --help``.
+
+Measures the median wall time of N runs of each command (after one warm-up run), on this
+machine, in one run. mlctl is measured twice: as the editable install of the dev venv and
+as a regular (non-editable) install into a temporary folder, which is what users get.
+Peers are measured when found on PATH or given with ``--peer NAME=PATH``.
+
+Usage:
+    python benchmarks/startup.py [--runs 30] [--peer dvc=/path/to/dvc] [--write-docs]
+Writes benchmarks/results/startup.json and, with --write-docs, the startup section of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 0.15
+
+
+def time_command(argv: list[str], runs: int, env: dict[str, str] | None = None) -> dict[str, float]:
+    subprocess.run(argv, capture_output=True, env=env, check=False)  # warm-up (page cache, .pyc)
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, env=env, check=False)
+        samples.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
+            "runs": runs}
+
+
+def installed_copy(dest: Path) -> Path:
+    """A regular install of this checkout (no editable finder), run with this interpreter's deps."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+                    "--target", str(dest), str(REPO)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest)], check=True)
+    return dest
+
+
+def version_of(argv0: str) -> str:
+    proc = subprocess.run([argv0, "--version"], capture_output=True, text=True, check=False)
+    return (proc.stdout or proc.stderr).strip().splitlines()[-1] if (proc.stdout or proc.stderr) else "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--peer", action="append", default=[], help="NAME=PATH of a peer CLI")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+
+    rows = []
+    mlctl_bin = shutil.which("mlctl", path=str(Path(sys.executable).parent)) or "mlctl"
+    rows.append({"command": "mlctl --help (editable dev install)",
+                 **time_command([mlctl_bin, "--help"], args.runs)})
+    with tempfile.TemporaryDirectory() as tmp:
+        target = installed_copy(Path(tmp) / "site")
+        env = {**os.environ, "PYTHONPATH": str(target)}
+        argv = [sys.executable, "-c", "from mlctl.commands import main; main()", "--help"]
+        rows.append({"command": "mlctl --help (regular install)", **time_command(argv, args.runs, env)})
+
+    peers = dict(p.split("=", 1) for p in args.peer)
+    for name in ("dvc", "mlflow"):
+        path = peers.get(name) or shutil.which(name)
+        if path:
+            rows.append({"command": f"{name} --help ({version_of(path)})", **time_command([path, "--help"],
+                                                                                          args.runs)})
+        else:
+            rows.append({"command": f"{name} --help", "skipped": "not installed"})
+
+    result = {"benchmark": "startup", "target_s": TARGET_S, "python": platform.python_version(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}
+    out = REPO / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = ["| command | median (s) | min (s) | max (s) | runs |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "skipped" in r:
+            table.append(f"| {r['command']} | {r['skipped']} | | | |")
+        else:
+            table.append(f"| {r['command']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | "
+                         f"{r['runs']} |")
+    text = "\n".join(table)
+    print(text)
+    if args.write_docs:
+        write_section("startup", text, result)
+
+
+def write_section(name: str, table: str, result: dict[str, object]) -> None:
+    """Replace the section between ``<!-- bench:NAME -->`` markers in docs/benchmarks.md."""
+    doc = REPO / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = (f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on {result['machine']}, Python {result['python']}."
+             f"\n\n{table}\n{end}")
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{block}\n"
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

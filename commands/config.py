@@ -1,0 +1,91 @@
+"""``mlctl config``: show, get and set configuration values."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
+from mlctl.core.output import OutputFormat, message, render, ui
+
+app = typer.Typer(help="Show and edit configuration.\n\n"
+                  "Precedence: flags > MLCTL_* env > mlctl.yaml > user file > defaults.",
+                  no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+
+
+@app.command("show")
+def show(
+    origin: Annotated[bool, typer.Option("--origin", help="Show where each value came from.")] = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Print every effective value (and with --origin, its source).
+
+    Example: mlctl config show --origin
+    """
+    loaded = load()
+    values = loaded.values()
+    if ui.format is OutputFormat.table:
+        rows = [{"key": k, "value": v, **({"origin": loaded.origins.get(k)} if origin else {})}
+                for k, v in values.items()]
+        render(rows, title=f"config ({loaded.project_file or 'no project file'})")
+    else:
+        render({"project_file": loaded.project_file, "user_file": loaded.user_file,
+                "values": values, "origins": loaded.origins})
+
+
+@app.command("get")
+def get(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. tracking.uri.")],
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Print one effective value.
+
+    Example: mlctl config get deploy.port
+    """
+    from mlctl.core.config import known_keys
+    from mlctl.core.errors import NotFound
+
+    loaded = load()
+    values = loaded.values()
+    if key not in values:
+        import difflib
+
+        close = difflib.get_close_matches(key, known_keys(), n=1)
+        raise NotFound(f"unknown config key '{key}'", hint=f"did you mean '{close[0]}'?" if close else None)
+    if ui.format is OutputFormat.table:
+        render(values[key])
+    else:
+        render({"key": key, "value": values[key], "origin": loaded.origins.get(key)})
+
+
+@app.command("set")
+def set_(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. deploy.port.")],
+    value: Annotated[str, typer.Argument(help="New value (parsed as a YAML scalar).")],
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Set a value in the project's mlctl.yaml, keeping its comments.
+
+    Example: mlctl config set deploy.port 9000
+    """
+    from mlctl.core.config import set_value
+
+    path = load().require_project()
+    if dry_run:
+        from mlctl.core.config import parse_value
+
+        render({"file": path, "key": key, "value": parse_value(value), "dry_run": True})
+        return
+    final = set_value(path, key, value)
+    if ui.format is OutputFormat.table:
+        message(f"{path}: {key} = {final}")
+    else:
+        render({"file": path, "key": key, "value": final, "dry_run": False})

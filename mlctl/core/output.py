@@ -1,0 +1,268 @@
+"""The one renderer: turns plain result data into a table, JSON, YAML or JSONL.
+
+Commands never print. They hand a result (a dataclass, a pydantic model, a dict or a
+list of those) to :func:`render`; progress and log lines go to stderr through
+:func:`progress` and :func:`log`. Under ``json``/``yaml``/``jsonl`` stdout holds only
+the document; errors go to stderr as ``{"error": {"type", "message", "hint"}}``.
+
+Rich is imported only when a table or a progress bar is actually drawn, so light
+commands start fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import PurePath
+from typing import IO, Any, Protocol
+
+from mlctl.core.errors import MlctlError
+
+
+class OutputFormat(enum.StrEnum):
+    """Formats every command accepts with ``-o/--output``."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+    jsonl = "jsonl"
+
+
+class _Settings:
+    """Process-wide UI settings, set once by the CLI's shared options."""
+
+    def __init__(self) -> None:
+        self.format = OutputFormat.table
+        self.verbosity = 0  # -1 quiet, 0 normal, 1+ verbose
+        self.stdout: IO[str] | None = None
+        self.stderr: IO[str] | None = None
+
+    @property
+    def out(self) -> IO[str]:
+        return self.stdout or sys.stdout
+
+    @property
+    def err(self) -> IO[str]:
+        return self.stderr or sys.stderr
+
+
+ui = _Settings()
+
+
+class TableView(Protocol):
+    """A result that knows how to lay itself out as one or more tables."""
+
+    def table_rows(self) -> Sequence[Mapping[str, Any]]: ...  # pragma: no cover - protocol
+
+
+def to_data(obj: Any) -> Any:
+    """Plain JSON-able data from dataclasses, pydantic models, enums, paths and dates.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class P:
+    ...     x: int
+    >>> to_data([P(1), {"k": P(2)}])
+    [{'x': 1}, {'k': {'x': 2}}]
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_data(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if hasattr(obj, "model_dump") and callable(obj.model_dump):
+        return to_data(obj.model_dump(mode="json"))
+    if isinstance(obj, Mapping):
+        return {str(k): to_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_data(v) for v in obj]
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+        return None
+    return obj
+
+
+def _dump_json(data: Any, *, indent: int | None = 2) -> str:
+    return json.dumps(data, indent=indent, ensure_ascii=False, sort_keys=False)
+
+
+def _dump_yaml(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = ui.err if stderr else ui.out
+    return Console(file=stream, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False,
+                   soft_wrap=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return _dump_json(value, indent=None)
+    return str(value)
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None, title: str | None) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
+    table = Table(title=title, title_justify="left", header_style="bold cyan")
+    for c in cols:
+        table.add_column(c.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(_cell(row.get(c))) for c in cols))
+    return table
+
+
+def render(
+    result: Any,
+    *,
+    fmt: OutputFormat | str | None = None,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    table_data: Any = None,
+) -> None:
+    """Write ``result`` to stdout in the chosen format.
+
+    For tables: a mapping renders as a two-column key/value table; a list of mappings as
+    one row each (``columns`` picks and orders them). ``table_data`` lets a command show a
+    different (e.g. flattened) shape in the table than the stable JSON document.
+    """
+    fmt = OutputFormat(fmt or ui.format)
+    data = to_data(result)
+    out = ui.out
+    if fmt is OutputFormat.json:
+        out.write(_dump_json(data) + "\n")
+    elif fmt is OutputFormat.jsonl:
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            out.write(_dump_json(item, indent=None) + "\n")
+    elif fmt is OutputFormat.yaml:
+        out.write(_dump_yaml(data))
+    else:
+        shown = to_data(table_data) if table_data is not None else data
+        if isinstance(shown, Mapping):
+            rows = [{"key": k, "value": v} for k, v in shown.items()]
+            renderable = _table(rows, ["key", "value"], title)
+        elif isinstance(shown, list) and all(isinstance(r, Mapping) for r in shown):
+            if not shown:
+                message(f"{title or 'results'}: none")
+                return
+            renderable = _table(shown, columns, title)
+        else:
+            out.write(f"{_cell(shown)}\n")
+            return
+        _console().print(renderable)
+    out.flush()
+
+
+def render_stream(items: Iterable[Any], *, fmt: OutputFormat | str | None = None) -> int:
+    """Write items one per line as they come (``jsonl``); other formats collect first."""
+    fmt = OutputFormat(fmt or ui.format)
+    if fmt is not OutputFormat.jsonl:
+        collected = list(items)
+        render(collected, fmt=fmt)
+        return len(collected)
+    n = 0
+    for item in items:
+        ui.out.write(_dump_json(to_data(item), indent=None) + "\n")
+        ui.out.flush()
+        n += 1
+    return n
+
+
+def message(text: str, *, style: str | None = None) -> None:
+    """A human line on stderr (hidden by ``--quiet``)."""
+    if ui.verbosity < 0:
+        return
+    if style and ui.err.isatty() and not os.environ.get("NO_COLOR"):
+        _console(stderr=True).print(text, style=style, markup=False)
+    else:
+        ui.err.write(text + "\n")
+        ui.err.flush()
+
+
+def log(text: str) -> None:
+    """A detail line on stderr, shown only with ``--verbose``."""
+    if ui.verbosity > 0:
+        ui.err.write(text + "\n")
+        ui.err.flush()
+
+
+def render_error(exc: MlctlError | BaseException, *, fmt: OutputFormat | str | None = None) -> None:
+    """Print an error as one line (plus hint) or, under json, as ``{"error": {...}}`` on stderr."""
+    fmt = OutputFormat(fmt or ui.format)
+    if isinstance(exc, MlctlError):
+        payload = exc.to_dict()
+    else:
+        payload = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__, "hint": None}
+    err = ui.err
+    if fmt in (OutputFormat.json, OutputFormat.jsonl):
+        err.write(_dump_json({"error": payload}, indent=None) + "\n")
+    elif fmt is OutputFormat.yaml:
+        err.write(_dump_yaml({"error": payload}))
+    else:
+        err.write(f"Error: {payload['message']}\n")
+        if payload.get("hint"):
+            err.write(f"Hint: {payload['hint']}\n")
+    err.flush()
+
+
+class _NullTask:
+    def advance(self, n: float = 1) -> None:
+        pass
+
+    def update(self, **kwargs: Any) -> None:
+        pass
+
+
+class _RichTask:
+    def __init__(self, progress: Any, task_id: Any) -> None:
+        self._p, self._id = progress, task_id
+
+    def advance(self, n: float = 1) -> None:
+        self._p.advance(self._id, n)
+
+    def update(self, **kwargs: Any) -> None:
+        self._p.update(self._id, **kwargs)
+
+
+def progress_enabled() -> bool:
+    """Progress bars draw only on an interactive stderr and not under ``--quiet``."""
+    return ui.verbosity >= 0 and ui.err.isatty() and os.environ.get("TERM") != "dumb"
+
+
+@contextmanager
+def progress(description: str, total: float | None = None) -> Iterator[_NullTask | _RichTask]:
+    """A Rich progress bar on stderr; a no-op when stderr is not a TTY.
+
+    >>> with progress("work", total=2) as task:
+    ...     task.advance()
+    """
+    if not progress_enabled():
+        yield _NullTask()
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn()]  # noqa: E501
+    with Progress(*columns, console=_console(stderr=True), transient=True) as p:
+        yield _RichTask(p, p.add_task(description, total=total))

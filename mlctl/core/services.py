@@ -1,0 +1,435 @@
+"""Locating, starting and stopping local engines (PostgreSQL, Redis, Prometheus...).
+
+The integration tests and ``mlctl`` itself use real engines on loopback ports. This module
+holds everything needed for that, with the standard library only:
+
+* the process helpers of :mod:`mlctl.core.proc`
+  (re-exported here): :func:`free_port`, :func:`wait_until`, readiness probes,
+  :func:`find_binary` and :class:`LocalService`;
+* a registry of engine *recipes*. A recipe turns ``(workdir, port)`` into an :class:`EngineSpec`
+  (argv, env, readiness check, URL, user to run as, setup hook); adding an engine is a few lines::
+
+      @engine("redis", package="redis-server")
+      def _redis(workdir: Path, port: int) -> EngineSpec:
+          return EngineSpec(
+              argv=[require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1"],
+              url=f"redis://127.0.0.1:{port}/0",
+              ready=lambda: redis_ready("127.0.0.1", port),
+          )
+
+* :func:`start_engine` starts a registered engine and waits until it answers;
+  :func:`external_or_start` first honours ``MLCTL_TEST_<NAME>_URL`` (an engine that is already
+  running) and starts one only when that is unset or unreachable.
+
+>>> isinstance(free_port(), int)
+True
+>>> sorted(registered_engines())[:3]
+['alertmanager', 'postgres', 'prometheus']
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlctl.core.errors import ServiceUnavailable
+from mlctl.core.proc import (  # noqa: F401 - re-exported
+    DEFAULT_EXTRA_DIRS,
+    LOOPBACK,
+    EngineNotInstalled,
+    ExternalService,
+    LocalService,
+    Service,
+    find_binary,
+    free_port,
+    http_ready,
+    postgres_ready,
+    private_dir,
+    redis_ready,
+    require_binary,
+    tcp_ready,
+    user_kwargs,
+    wait_until,
+)
+
+__all__ = [
+    "DEFAULT_EXTRA_DIRS",
+    "EngineNotInstalled",
+    "EngineRecipe",
+    "EngineSpec",
+    "ExternalService",
+    "LocalService",
+    "Service",
+    "engine",
+    "env_var_for",
+    "external_or_start",
+    "find_binary",
+    "free_port",
+    "get_recipe",
+    "http_probe",
+    "http_ready",
+    "postgres_ready",
+    "private_dir",
+    "redis_ready",
+    "registered_engines",
+    "require_binary",
+    "start_engine",
+    "tcp_probe",
+    "tcp_ready",
+    "wait_until",
+]
+
+# --------------------------------------------------------------------------- recipes
+
+
+@dataclass
+class EngineSpec:
+    """What a recipe returns: how to run one engine on one port.
+
+    ``setup`` runs before the process starts (write a config, ``initdb``); ``user`` is the account
+    to run as when we are root (PostgreSQL refuses root); ``info`` carries paths worth knowing
+    (config file, data dir) onto the :class:`LocalService`.
+    """
+
+    argv: list[str]
+    url: str
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None
+    setup: Callable[[], object] | None = None
+    stop_signal: int = signal.SIGTERM
+    cleanup: list[Path] = field(default_factory=list)
+    info: dict[str, str] = field(default_factory=dict)
+    host: str = LOOPBACK
+
+
+Recipe = Callable[[Path, int], EngineSpec]
+
+
+@dataclass(frozen=True)
+class EngineRecipe:
+    """A registered engine: its recipe, the package it comes from and how to probe a URL of it."""
+
+    name: str
+    build: Recipe
+    package: str
+    env_var: str
+    probe: Callable[[str], bool]
+    start_timeout: float = 30.0
+
+
+_REGISTRY: dict[str, EngineRecipe] = {}
+
+
+def env_var_for(name: str) -> str:
+    """The environment variable naming an already-running engine: ``MLCTL_TEST_<NAME>_URL``.
+
+    >>> env_var_for("redis")
+    'MLCTL_TEST_REDIS_URL'
+    """
+    return "MLCTL_TEST_" + re.sub(r"[^A-Za-z0-9]+", "_", name).upper() + "_URL"
+
+
+def _split_url(url: str, default_port: int | None = None) -> tuple[str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    defaults = {"http": 80, "https": 443, "redis": 6379, "postgresql": 5432, "postgres": 5432}
+    return parts.hostname or LOOPBACK, parts.port or default_port or defaults.get(parts.scheme)
+
+
+def tcp_probe(url: str) -> bool:
+    """Probe for an engine given by URL: a TCP connection to its host and port succeeds."""
+    host, port = _split_url(url)
+    return port is not None and tcp_ready(host, port)
+
+
+def http_probe(path: str) -> Callable[[str], bool]:
+    """A probe that GETs ``path`` below the engine's base URL and wants 200."""
+    return lambda url: http_ready(url.rstrip("/") + path)
+
+
+def engine(
+    name: str,
+    *,
+    package: str,
+    env_var: str | None = None,
+    probe: Callable[[str], bool] = tcp_probe,
+    start_timeout: float = 30.0,
+) -> Callable[[Recipe], Recipe]:
+    """Register a recipe ``(workdir, port) -> EngineSpec`` under ``name``.
+
+    ``package`` is the Debian package (or pip requirement) to name when the binary is missing;
+    ``probe(url)`` checks an already-running engine given by ``env_var`` (default
+    :func:`env_var_for`). Registering a name again replaces the recipe.
+    """
+
+    def register(fn: Recipe) -> Recipe:
+        _REGISTRY[name] = EngineRecipe(
+            name=name,
+            build=fn,
+            package=package,
+            env_var=env_var or env_var_for(name),
+            probe=probe,
+            start_timeout=start_timeout,
+        )
+        return fn
+
+    return register
+
+
+def registered_engines() -> dict[str, EngineRecipe]:
+    """A copy of the registry: engine name -> :class:`EngineRecipe`."""
+    return dict(_REGISTRY)
+
+
+def get_recipe(name: str) -> EngineRecipe:
+    """The recipe registered as ``name``; :class:`KeyError`-free: raises ServiceUnavailable."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ServiceUnavailable(
+            f"no engine recipe named {name!r}", hint=f"known engines: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def start_engine(
+    name: str,
+    workdir: Path | str,
+    port: int | None = None,
+    *,
+    timeout: float | None = None,
+    attempts: int = 3,
+) -> LocalService:
+    """Start the registered engine ``name`` in ``workdir`` and return it once it answers.
+
+    With ``port=None`` a free port is chosen, and if the engine dies at once (another process took
+    the port first) it is tried again on a new port, up to ``attempts`` times. On failure nothing
+    is left running and :class:`ServiceUnavailable` (or :class:`EngineNotInstalled`) is raised.
+    """
+    recipe = get_recipe(name)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tries = 1 if port is not None else max(1, attempts)
+    for attempt in range(1, tries + 1):
+        chosen = port if port is not None else free_port()
+        try:
+            spec = recipe.build(workdir, chosen)
+        except EngineNotInstalled as exc:
+            raise EngineNotInstalled(
+                f"{name}: {exc.message}",
+                hint=exc.hint or f"install it with: apt-get install {recipe.package}",
+            ) from None
+        svc = LocalService(
+            name=name,
+            argv=spec.argv,
+            workdir=workdir,
+            env=spec.env,
+            cwd=spec.cwd,
+            ready=spec.ready,
+            url=spec.url,
+            host=spec.host,
+            port=chosen,
+            user=spec.user,
+            stop_signal=spec.stop_signal,
+            cleanup=list(spec.cleanup),
+            info=dict(spec.info),
+        )
+        try:
+            if spec.setup is not None:
+                spec.setup()
+            svc.start()
+            svc.wait_ready(timeout=timeout if timeout is not None else recipe.start_timeout)
+            return svc
+        except ServiceUnavailable as exc:
+            died = svc.returncode is not None
+            svc.stop()
+            if not died or attempt == tries:
+                raise
+            warnings.warn(f"{name} died on port {chosen}, retrying on another port: {exc.message}", stacklevel=2)
+        except BaseException:
+            svc.stop()
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def external_or_start(
+    name: str,
+    workdir: Path | str,
+    *,
+    env_var: str | None = None,
+    port: int | None = None,
+    timeout: float | None = None,
+    environ: Mapping[str, str] | None = None,
+    probe_timeout: float = 3.0,
+) -> LocalService | ExternalService:
+    """The engine named by ``$MLCTL_TEST_<NAME>_URL`` when set and reachable, else a fresh one.
+
+    A URL that is set but does not answer within ``probe_timeout`` seconds is reported with a
+    warning and a local engine is started instead. Call ``.stop()`` on the result either way.
+    """
+    recipe = get_recipe(name)
+    var = env_var or recipe.env_var
+    url = (environ if environ is not None else os.environ).get(var, "").strip()
+    if url:
+        try:
+            wait_until(lambda: recipe.probe(url), timeout=probe_timeout, interval=0.2, what=f"{var}={url}")
+        except ServiceUnavailable:
+            warnings.warn(f"{var}={url} does not answer; starting a local {name} instead", stacklevel=2)
+        else:
+            host, ext_port = _split_url(url)
+            return ExternalService(name=name, url=url, host=host, port=ext_port)
+    return start_engine(name, workdir, port, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- built-in engines
+
+
+def _pairs(flags: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[str]:
+    """Flatten flag/value pairs into argv items: ``{"--port": "1"}`` -> ``["--port", "1"]``."""
+    items = flags.items() if isinstance(flags, Mapping) else flags
+    return [part for pair in items for part in pair]
+
+
+def _redis_probe(url: str) -> bool:
+    host, port = _split_url(url)
+    password = urllib.parse.urlsplit(url).password
+    return port is not None and redis_ready(host, port, password=password)
+
+
+@engine("redis", package="redis-server", probe=_redis_probe, start_timeout=15.0)
+def _redis(workdir: Path, port: int) -> EngineSpec:
+    """redis-server in the foreground (so we hold its PID), no persistence, loopback only."""
+    flags = {"--port": str(port), "--bind": LOOPBACK, "--save": "", "--appendonly": "no", "--daemonize": "no"}
+    argv = [require_binary("redis-server"), *_pairs(flags), "--dir", str(workdir), "--logfile", ""]
+    return EngineSpec(argv=argv, url=f"redis://{LOOPBACK}:{port}/0", ready=lambda: redis_ready(LOOPBACK, port))
+
+
+def _postgres_probe(url: str) -> bool:
+    host, port = _split_url(url)
+    parts = urllib.parse.urlsplit(url)
+    database = parts.path.lstrip("/") or "postgres"
+    return port is not None and postgres_ready(host, port, user=parts.username or "postgres", database=database)
+
+
+@engine("postgres", package="postgresql", probe=_postgres_probe, start_timeout=60.0)
+def _postgres(workdir: Path, port: int) -> EngineSpec:
+    """A private cluster: initdb (trust auth, loopback only) then ``postgres -D``; runs as ``postgres``."""
+    postgres = require_binary("postgres")
+    initdb = require_binary("initdb")
+    user = "postgres"
+    data, cleanup = private_dir(workdir, "pgdata", user)
+    # Unix sockets live in the data dir unless its path is too long for one (108 bytes).
+    sockets = str(data) if len(str(data)) < 80 else ""
+
+    def setup() -> None:
+        if (data / "PG_VERSION").exists():
+            return
+        result = subprocess.run(
+            [initdb, "-D", str(data), *"-U postgres --auth=trust -E UTF8 --locale=C --no-sync".split()],
+            cwd=str(data),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LC_ALL": "C"},
+            **user_kwargs(user),
+        )
+        if result.returncode != 0:
+            raise ServiceUnavailable(
+                f"initdb failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-2000:]}",
+                hint=f"the data dir {data} must be writable by the '{user}' user",
+            )
+
+    settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    argv = [postgres, *_pairs({"-D": str(data), "-p": str(port), "-h": LOOPBACK, "-k": sockets})]
+    argv += _pairs(("-c", f"{key}={value}") for key, value in settings.items())
+    return EngineSpec(
+        argv=argv,
+        url=f"postgresql://postgres@{LOOPBACK}:{port}/postgres",
+        ready=lambda: postgres_ready(LOOPBACK, port),
+        env={"LC_ALL": "C"},
+        cwd=data,
+        user=user,
+        setup=setup,
+        stop_signal=signal.SIGINT,  # "fast" shutdown; SIGTERM would wait for clients to leave
+        cleanup=cleanup,
+        info={"data_dir": str(data), "socket_dir": sockets},
+    )
+
+
+@engine("prometheus", package="prometheus", probe=http_probe("/-/ready"))
+def _prometheus(workdir: Path, port: int) -> EngineSpec:
+    """Prometheus scraping itself every second; ``/-/reload`` enabled (rewrite ``info['config']``)."""
+    binary = require_binary("prometheus")
+    config = workdir / "prometheus.yml"
+    data = workdir / "data"
+    url = f"http://{LOOPBACK}:{port}"
+
+    def setup() -> None:
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: prometheus\n"
+            f"    static_configs:\n      - targets: ['{LOOPBACK}:{port}']\n"
+        )
+
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address={LOOPBACK}:{port}",
+        "--web.enable-lifecycle",
+        "--web.enable-admin-api",
+    ]
+    return EngineSpec(
+        argv=argv,
+        url=url,
+        ready=lambda: http_ready(url + "/-/ready"),
+        setup=setup,
+        info={"config": str(config), "data_dir": str(data)},
+    )
+
+
+@engine("alertmanager", package="prometheus-alertmanager", probe=http_probe("/-/ready"))
+def _alertmanager(workdir: Path, port: int) -> EngineSpec:
+    """Alertmanager with one ``null`` receiver and clustering disabled."""
+    binary = require_binary("prometheus-alertmanager", "alertmanager")
+    config = workdir / "alertmanager.yml"
+    data = workdir / "data"
+    url = f"http://{LOOPBACK}:{port}"
+
+    def setup() -> None:
+        config.write_text(
+            "route:\n  receiver: 'null'\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n"
+            "receivers:\n  - name: 'null'\n"
+        )
+
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.path={data}",
+        f"--web.listen-address={LOOPBACK}:{port}",
+        "--cluster.listen-address=",
+    ]
+    return EngineSpec(
+        argv=argv,
+        url=url,
+        ready=lambda: http_ready(url + "/-/ready"),
+        setup=setup,
+        info={"config": str(config), "data_dir": str(data)},
+    )
+
+
+@engine("pushgateway", package="prometheus-pushgateway", probe=http_probe("/-/ready"))
+def _pushgateway(workdir: Path, port: int) -> EngineSpec:
+    """Pushgateway keeping metrics in memory only."""
+    binary = require_binary("prometheus-pushgateway", "pushgateway")
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [binary, f"--web.listen-address={LOOPBACK}:{port}", "--persistence.file="]
+    return EngineSpec(argv=argv, url=url, ready=lambda: http_ready(url + "/-/ready"))

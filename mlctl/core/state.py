@@ -1,0 +1,271 @@
+"""The project's state store: one SQLite file under ``.mlctl/``.
+
+It holds runs, releases, deployments and alerts. The schema is versioned with
+``PRAGMA user_version`` and moved forward by :data:`MIGRATIONS`; a file from a newer
+mlctl, or one that is not a database, raises :class:`StateError` and is never touched.
+WAL mode and a busy timeout make concurrent CLI invocations safe: every write is one
+``BEGIN IMMEDIATE`` transaction, retried while another process holds the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlctl.core.errors import StateError
+
+STATE_FILE = "state.db"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 30.0
+
+#: Forward migrations: MIGRATIONS[i] moves the schema from version i to i + 1.
+MIGRATIONS: list[Sequence[str]] = [
+    (
+        """CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT,
+            status TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            params TEXT NOT NULL DEFAULT '{}',
+            metrics TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE releases (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            previous_id INTEGER REFERENCES releases(id),
+            details TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE deployments (
+            name TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status TEXT NOT NULL,
+            url TEXT,
+            updated_at TEXT NOT NULL,
+            spec TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            fingerprint TEXT NOT NULL,
+            source TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            status TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            labels TEXT NOT NULL DEFAULT '{}',
+            started_at TEXT NOT NULL,
+            resolved_at TEXT
+        )""",
+        "CREATE INDEX alerts_fingerprint ON alerts(fingerprint, status)",
+        "CREATE INDEX releases_model ON releases(model, id)",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = ("runs", "releases", "deployments", "alerts")
+_JSON_COLUMNS = {"params", "metrics", "details", "spec", "labels"}
+
+
+def utcnow() -> str:
+    """An ISO-8601 UTC timestamp with microseconds, sortable as text."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class StateStore:
+    """Access to one project's state database.
+
+    >>> import tempfile, pathlib
+    >>> store = StateStore(pathlib.Path(tempfile.mkdtemp()) / "state.db")
+    >>> _ = store.insert("runs", {"id": "r1", "kind": "train", "status": "ok", "started_at": utcnow()})
+    >>> store.counts()["runs"]
+    1
+    """
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self._create = create
+        self._conn: sqlite3.Connection | None = None
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _check_file(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise StateError(f"cannot read state file {self.path}: {exc.strerror}") from exc
+        if head and head != _SQLITE_MAGIC:
+            raise StateError(
+                f"state file {self.path} is corrupt (not an SQLite database)",
+                hint="mlctl left it untouched; move it aside to start a fresh state, or restore a backup",
+            )
+
+    def connect(self) -> sqlite3.Connection:
+        """Open (and on first use create and migrate) the database."""
+        if self._conn is not None:
+            return self._conn
+        self._check_file()
+        if not self.path.exists():
+            if not self._create:
+                raise StateError(f"no state file at {self.path}")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"cannot create {self.path.parent}: {exc.strerror}",
+                                 hint="check the folder's permissions") from exc
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn = conn
+            self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                raise StateError(f"cannot open state file {self.path}: {exc}",
+                                 hint="check the file and folder permissions") from exc
+            raise StateError(
+                f"state file {self.path} is corrupt: {exc}",
+                hint="mlctl left it untouched; move it aside to start a fresh state, or restore a backup",
+            ) from exc
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> StateStore:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _retry(fn: Any, attempts: int = 50) -> Any:
+        for i in range(attempts):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or i == attempts - 1:
+                    raise
+                time.sleep(min(0.01 * (i + 1), 0.2))
+        return None  # pragma: no cover
+
+    def _version(self, conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = self._version(conn)
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state file {self.path} has schema version {version}, newer than this mlctl "
+                f"understands ({SCHEMA_VERSION})",
+                hint="upgrade mlctl (pip install -U mlctl); the file was left untouched",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction() as tx:
+            version = self._version(tx)  # another process may have migrated meanwhile
+            for target in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[target]:
+                    tx.execute(statement)
+            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        return self._version(self.connect())
+
+    # -- writing ---------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``), retried while the database is locked."""
+        conn = self._conn if self._conn is not None else self.connect()
+        self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            self._retry(lambda: conn.execute("COMMIT"))
+
+    @staticmethod
+    def _encode(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: json.dumps(v, sort_keys=True) if k in _JSON_COLUMNS and not isinstance(v, str) else v
+                for k, v in row.items()}
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> dict[str, Any]:
+        out = dict(row)
+        for k in _JSON_COLUMNS & out.keys():
+            if isinstance(out[k], str):
+                out[k] = json.loads(out[k])
+        return out
+
+    def _check_table(self, table: str) -> None:
+        if table not in TABLES:
+            raise ValueError(f"unknown state table {table!r}")
+
+    def insert(self, table: str, row: Mapping[str, Any], *, replace: bool = False) -> int:
+        """Insert one row (``replace`` upserts on the primary key); returns its rowid."""
+        self._check_table(table)
+        data = self._encode(row)
+        cols = ", ".join(data)
+        marks = ", ".join(f":{k}" for k in data)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        with self.transaction() as tx:
+            cur = tx.execute(f"{verb} INTO {table} ({cols}) VALUES ({marks})", data)
+            return int(cur.lastrowid or 0)
+
+    def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
+        """Update matching rows; returns how many changed."""
+        self._check_table(table)
+        data = self._encode(values)
+        sets = ", ".join(f"{k} = :v_{k}" for k in data)
+        conds = " AND ".join(f"{k} = :w_{k}" for k in where) or "1"
+        params = {f"v_{k}": v for k, v in data.items()} | {f"w_{k}": v for k, v in where.items()}
+        with self.transaction() as tx:
+            return tx.execute(f"UPDATE {table} SET {sets} WHERE {conds}", params).rowcount
+
+    # -- reading ---------------------------------------------------------------------------------
+    def select(self, table: str, where: Mapping[str, Any] | None = None, *, order_by: str = "rowid",
+               limit: int | None = None, descending: bool = False) -> list[dict[str, Any]]:
+        """Rows of a table matching ``where`` (equality on each column)."""
+        self._check_table(table)
+        where = where or {}
+        conds = " AND ".join(f"{k} = :{k}" for k in where) or "1"
+        direction = "DESC" if descending else "ASC"
+        sql = f"SELECT * FROM {table} WHERE {conds} ORDER BY {order_by} {direction}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._decode(r) for r in self.connect().execute(sql, dict(where))]
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table."""
+        conn = self.connect()
+        return {t: int(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in TABLES}
+
+
+def read_counts(path: Path) -> dict[str, int] | None:
+    """Counts for ``mlctl status``, or None when the project has no state yet (nothing is created)."""
+    if not path.exists():
+        return None
+    with StateStore(path, create=False) as store:
+        return store.counts()

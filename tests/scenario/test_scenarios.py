@@ -1,0 +1,40 @@
+"""Run the user stories in scenarios/ as a user would: the installed ``mlctl`` on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.scenario
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_scenario(name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    bindir = str(Path(sys.executable).parent)
+    full_env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "NO_COLOR": "1", **env}
+    return subprocess.run(["bash", str(REPO / "scenarios" / name)], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def test_demo_scenario(tmp_path: Path) -> None:
+    proc = run_scenario("demo.sh", TMPDIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "wrote 16 files" in out
+    assert "demo-service" in out and "tracking" in out
+    start = out.index("== mlctl status -o json")
+    doc = json.loads(out[out.index("{", start): out.index("== mlctl doctor")])
+    assert doc["project"] == "demo-service" and doc["template"] == "service"
+    assert "optional engines" in out
+    assert not list(tmp_path.glob("mlctl-demo.*"))  # the temporary project was cleaned up
+
+
+def test_every_scenario_has_a_test() -> None:
+    tested = {"demo.sh"} | {p.name for p in (REPO / "scenarios").glob("*.sh")
+                            if f'"{p.name}"' in Path(__file__).read_text()}
+    assert {p.name for p in (REPO / "scenarios").glob("*.sh")} <= tested

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlctl.core import output
+from mlctl.core.errors import CheckFailed
+from mlctl.core.output import OutputFormat, render, render_error, render_stream, to_data, ui
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    score: float
+    when: datetime
+    path: Path
+
+
+@pytest.fixture
+def streams() -> tuple[io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    ui.stdout, ui.stderr = out, err
+    return out, err
+
+
+def test_to_data_converts_nested_objects() -> None:
+    row = Row("a", float("nan"), datetime(2026, 1, 2, 3, 4, 5), Path("/x"))
+    assert to_data({"rows": [row], "fmt": OutputFormat.json}) == {
+        "rows": [{"name": "a", "score": None, "when": "2026-01-02T03:04:05", "path": "/x"}],
+        "fmt": "json",
+    }
+
+
+def test_json_goes_to_stdout_only(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, err = streams
+    render([{"a": 1}], fmt="json")
+    assert json.loads(out.getvalue()) == [{"a": 1}]
+    assert err.getvalue() == ""
+
+
+def test_yaml_and_jsonl(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    render({"k": [1, 2]}, fmt="yaml")
+    assert yaml.safe_load(out.getvalue()) == {"k": [1, 2]}
+    out.seek(0)
+    out.truncate()
+    render([{"a": 1}, {"a": 2}], fmt="jsonl")
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [{"a": 1}, {"a": 2}]
+
+
+def test_render_stream_writes_as_it_goes(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    assert render_stream(iter([{"i": 1}, {"i": 2}, {"i": 3}]), fmt="jsonl") == 3
+    assert len(out.getvalue().splitlines()) == 3
+    out.seek(0)
+    out.truncate()
+    assert render_stream(iter([{"i": 1}]), fmt="json") == 1
+    assert json.loads(out.getvalue()) == [{"i": 1}]
+
+
+def test_table_of_records_and_of_mapping(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    render([{"name": "a", "ok": True, "n": None}], fmt="table", title="things")
+    text = out.getvalue()
+    assert "things" in text and "name" in text and "yes" in text and "-" in text
+    out.seek(0)
+    out.truncate()
+    render({"alpha": 1.234567}, fmt="table")
+    assert "alpha" in out.getvalue() and "1.235" in out.getvalue()
+
+
+def test_table_escapes_markup(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    render([{"v": "[bold]x[/bold]"}], fmt="table")
+    assert "[bold]x[/bold]" in out.getvalue()
+
+
+def test_empty_list_table_says_none(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, err = streams
+    render([], fmt="table", title="runs")
+    assert out.getvalue() == ""
+    assert "runs: none" in err.getvalue()
+
+
+def test_scalar_table(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    render(42, fmt="table")
+    assert out.getvalue() == "42\n"
+
+
+def test_error_one_line_with_hint(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    _, err = streams
+    render_error(CheckFailed("f1 0.7 below 0.8", hint="lower the gate"), fmt="table")
+    assert err.getvalue() == "Error: f1 0.7 below 0.8\nHint: lower the gate\n"
+
+
+def test_error_json_payload(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, err = streams
+    render_error(CheckFailed("bad"), fmt="json")
+    assert out.getvalue() == ""
+    assert json.loads(err.getvalue()) == {"error": {"type": "CheckFailed", "message": "bad", "hint": None}}
+    err.seek(0)
+    err.truncate()
+    render_error(ValueError("plain"), fmt="yaml")
+    assert yaml.safe_load(err.getvalue())["error"]["type"] == "ValueError"
+
+
+def test_quiet_and_verbose(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    _, err = streams
+    ui.verbosity = -1
+    output.message("hidden")
+    ui.verbosity = 1
+    output.message("shown")
+    output.log("detail")
+    ui.verbosity = 0
+    output.log("not shown")
+    assert err.getvalue() == "shown\ndetail\n"
+
+
+def test_progress_is_a_noop_off_a_tty(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    _, err = streams
+    assert not output.progress_enabled()
+    with output.progress("work", total=3) as task:
+        task.advance()
+        task.update(description="x")
+    assert err.getvalue() == ""
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_on_a_tty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm")
+    ui.stderr = _Tty()
+    assert output.progress_enabled()
+    with output.progress("work", total=2) as task:
+        task.advance()
+        task.update(completed=2)
+    ui.stderr = None
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_no_color_respected(monkeypatch: pytest.MonkeyPatch, no_color: bool) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    out = _Tty()
+    ui.stdout = out
+    render([{"a": "b"}], fmt="table")
+    has_color = "36m" in out.getvalue()  # the cyan header
+    assert has_color is not no_color

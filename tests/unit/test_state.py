@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mlctl.core import state as st
+from mlctl.core.errors import StateError
+from mlctl.core.state import StateStore, read_counts, utcnow
+
+
+def run_row(i: int) -> dict[str, object]:
+    return {"id": f"r{i}", "kind": "train", "status": "ok", "started_at": utcnow(), "params": {"i": i}}
+
+
+def test_creates_and_migrates(tmp_path: Path) -> None:
+    path = tmp_path / ".mlctl" / "state.db"
+    with StateStore(path) as store:
+        assert store.schema_version == st.SCHEMA_VERSION
+        assert store.counts() == {"runs": 0, "releases": 0, "deployments": 0, "alerts": 0}
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_insert_select_update_roundtrip(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    store.insert("runs", run_row(1))
+    store.insert("runs", run_row(2))
+    rows = store.select("runs", order_by="id")
+    assert [r["id"] for r in rows] == ["r1", "r2"]
+    assert rows[0]["params"] == {"i": 1} and rows[0]["metrics"] == {}
+    assert store.update("runs", {"id": "r1"}, {"status": "failed", "metrics": {"f1": 0.5}}) == 1
+    (r1,) = store.select("runs", {"id": "r1"})
+    assert r1["status"] == "failed" and r1["metrics"] == {"f1": 0.5}
+    assert [r["id"] for r in store.select("runs", descending=True, limit=1)] == ["r2"]
+    store.insert("deployments", {"name": "m", "model": "m", "version": "1", "target": "local",
+                                 "status": "up", "updated_at": utcnow()})
+    store.insert("deployments", {"name": "m", "model": "m", "version": "2", "target": "local",
+                                 "status": "up", "updated_at": utcnow()}, replace=True)
+    assert [d["version"] for d in store.select("deployments")] == ["2"]
+    with pytest.raises(ValueError):
+        store.select("nope")
+    store.close()
+
+
+def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.execute("INSERT INTO runs (id, kind, status, started_at) VALUES ('x', 'k', 's', 't')")
+        raise RuntimeError("boom")
+    assert store.counts()["runs"] == 0
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert("runs", {"id": "x"})
+    assert store.counts()["runs"] == 0
+
+
+def test_read_counts_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / ".mlctl" / "state.db"
+    assert read_counts(path) is None
+    assert not path.parent.exists()
+    StateStore(path).insert("runs", run_row(1))
+    assert read_counts(path) == {"runs": 1, "releases": 0, "deployments": 0, "alerts": 0}
+
+
+def test_corrupt_file_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    garbage = b"this is not a database at all" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(StateError, match="corrupt") as info:
+        StateStore(path).connect()
+    assert "left it untouched" in (info.value.hint or "")
+    assert path.read_bytes() == garbage
+
+
+def test_damaged_database_pages(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    for i in range(50):
+        store.insert("runs", run_row(i))
+    store.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # wreck the schema page, keep the magic header
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match="corrupt"):
+        StateStore(path).counts()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    StateStore(path).connect().execute("PRAGMA user_version = 99")
+    with pytest.raises(StateError, match="schema version 99, newer") as info:
+        StateStore(path).connect()
+    assert "upgrade mlctl" in (info.value.hint or "")
+
+
+def test_missing_file_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state file"):
+        StateStore(tmp_path / "absent.db", create=False).connect()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_directory(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(StateError):
+        StateStore(ro / "sub" / "state.db").connect()
+
+
+def test_unwritable_parent_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="cannot create"):
+        StateStore(blocker / "state.db").connect()
+
+
+def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
+    """Several processes write at once (and race to create the schema); every row lands."""
+    path = tmp_path / ".mlctl" / "state.db"
+    worker = textwrap.dedent(
+        f"""
+        import sys
+        from mlctl.core.state import StateStore, utcnow
+        w = int(sys.argv[1])
+        store = StateStore(__import__("pathlib").Path({str(path)!r}))
+        for i in range(150):
+            store.insert("runs", {{"id": f"w{{w}}-{{i}}", "kind": "t", "status": "ok", "started_at": utcnow()}})
+            store.insert("alerts", {{"fingerprint": f"{{w}}", "source": "t", "severity": "info",
+                                     "status": "firing", "summary": "s", "started_at": utcnow()}})
+        """
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", worker, str(w)]) for w in range(5)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 5
+    with StateStore(path) as store:
+        counts = store.counts()
+        ids = {r["id"] for r in store.select("runs")}
+    assert counts["runs"] == 750 and counts["alerts"] == 750
+    assert ids == {f"w{w}-{i}" for w in range(5) for i in range(150)}
