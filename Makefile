@@ -52,7 +52,7 @@ lint: $(VENV)/.dev
 
 test: system-deps $(VENV)/.dev lint
 	$(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
-	  --cov=mlctl --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
+	  --cov --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not scenario" tests $(PYTEST_ARGS)
