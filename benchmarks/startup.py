@@ -1,9 +1,10 @@
 """Start-up time of ``mlctl --help`` beside ``dvc --help`` and ``mlflow --help``.
 
-Measures the median wall time of N runs of each command (after one warm-up run), on this
-machine, in one run. mlctl is measured twice: as the editable install of the dev venv and
-as a regular (non-editable) install into a temporary folder, which is what users get.
-Peers are measured when found on PATH or given with ``--peer NAME=PATH``.
+Measures the median wall time of N runs of each command (after one warm-up run each), on this
+machine, in one run, round-robin so that machine noise hits every command alike. mlctl is
+measured twice: as the editable install of the dev venv and as a regular (non-editable) install
+into a temporary folder, which is what users get. Peers are measured when found on PATH or given
+with ``--peer NAME=PATH``.
 
 Usage:
     python benchmarks/startup.py [--runs 30] [--peer dvc=/path/to/dvc] [--write-docs]
@@ -29,17 +30,25 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 0.15
 
 
-def time_command(argv: list[str], runs: int, env: dict[str, str] | None = None) -> dict[str, float]:
-    subprocess.run(argv, capture_output=True, env=env, check=False)  # warm-up (page cache, .pyc)
-    samples = []
+def _run_once(argv: list[str], env: dict[str, str] | None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, env=env, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def time_interleaved(commands: dict[str, tuple[list[str], dict[str, str] | None]], runs: int) -> list[dict]:
+    """Time every command ``runs`` times, round-robin, so machine noise hits all of them alike."""
+    for argv, env in commands.values():  # warm-up: page cache, .pyc
+        _run_once(argv, env)
+    samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, env=env, check=False)
-        samples.append(time.perf_counter() - t0)
-        if proc.returncode != 0:
-            raise SystemExit(f"{argv} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
-    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
-            "runs": runs}
+        for name, (argv, env) in commands.items():
+            samples[name].append(_run_once(argv, env))
+    return [{"command": name, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": runs}
+            for name, v in samples.items()]
 
 
 def installed_copy(dest: Path) -> Path:
@@ -62,24 +71,26 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
-    rows = []
     mlctl_bin = shutil.which("mlctl", path=str(Path(sys.executable).parent)) or "mlctl"
-    rows.append({"command": "mlctl --help (editable dev install)",
-                 **time_command([mlctl_bin, "--help"], args.runs)})
+    peers = dict(p.split("=", 1) for p in args.peer)
+    skipped = []
     with tempfile.TemporaryDirectory() as tmp:
         target = installed_copy(Path(tmp) / "site")
-        env = {**os.environ, "PYTHONPATH": str(target)}
-        argv = [sys.executable, "-c", "from mlctl.commands import main; main()", "--help"]
-        rows.append({"command": "mlctl --help (regular install)", **time_command(argv, args.runs, env)})
-
-    peers = dict(p.split("=", 1) for p in args.peer)
-    for name in ("dvc", "mlflow"):
-        path = peers.get(name) or shutil.which(name)
-        if path:
-            rows.append({"command": f"{name} --help ({version_of(path)})", **time_command([path, "--help"],
-                                                                                          args.runs)})
-        else:
-            rows.append({"command": f"{name} --help", "skipped": "not installed"})
+        commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "mlctl --help (regular install)": (
+                [sys.executable, "-c", "from mlctl.commands import main; main()", "--help"],
+                {**os.environ, "PYTHONPATH": str(target)}),
+            "mlctl --help (editable dev install)": ([mlctl_bin, "--help"], None),
+            # The floor any Typer CLI pays here: the interpreter plus `import typer`.
+            "floor: python -c 'import typer'": ([sys.executable, "-c", "import typer"], None),
+        }
+        for name in ("dvc", "mlflow"):
+            path = peers.get(name) or shutil.which(name)
+            if path:
+                commands[f"{name} --help ({version_of(path)})"] = ([path, "--help"], None)
+            else:
+                skipped.append({"command": f"{name} --help", "skipped": "not installed"})
+        rows = time_interleaved(commands, args.runs) + skipped
 
     result = {"benchmark": "startup", "target_s": TARGET_S, "python": platform.python_version(),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}
