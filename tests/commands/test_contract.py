@@ -154,3 +154,16 @@ def test_format_from_argv() -> None:
     assert _format_from_argv(["-ojson"]).value == "json"
     assert _format_from_argv(["-o", "xml"]).value == "table"
     assert _format_from_argv([]).value == "table"
+
+
+def test_shell_completion_script_and_completions(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = cli("--show-completion", "bash")
+    assert r.code == 0 and "_mlctl_completion" in r.out
+    import subprocess
+    import sys
+
+    env = {"_MLCTL_COMPLETE": "complete_bash", "COMP_WORDS": "mlctl config s", "COMP_CWORD": "2",
+           "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    proc = subprocess.run([sys.executable, "-m", "mlctl"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.split() == ["show", "set"]
