@@ -20,6 +20,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("mlctl.commands.status:status", "Show the project: config file, tracking store, state counts."),
     "config": ("mlctl.commands.config:app", "Show and edit configuration."),
     "doctor": ("mlctl.commands.doctor:doctor", "Check every optional engine at its configured URL."),
+    "deploy": ("mlctl.commands.deploy:app", "Deploy a registered model: local processes, Docker or Kubernetes."),
+    "rollback": ("mlctl.commands.rollback:rollback",
+                 "Roll a deployment back to the previous (or given) release, alias included."),
+    "releases": ("mlctl.commands.rollback:releases", "List a deployment's releases, oldest first."),
 }
 
 

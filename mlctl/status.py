@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from mlctl.core.config import LoadedConfig
-from mlctl.core.state import SCHEMA_VERSION, STATE_FILE, read_counts
+from mlctl.core.state import SCHEMA_VERSION, STATE_FILE, StateStore, read_counts
+
+LATEST_RUNS = 5
 
 
 @dataclass
@@ -22,6 +26,11 @@ class ProjectStatus:
     state_initialised: bool
     schema_version: int
     counts: dict[str, int] = field(default_factory=dict)
+    #: {"name", "target", "model", "alias", "version", "replicas_ready", "replicas_desired", "endpoint",
+    #:  "health", "age_s"}
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    #: {"id", "kind", "name", "status", "started_at", "metrics"}, newest first
+    latest_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> dict[str, object]:
         rows: dict[str, object] = {
@@ -36,6 +45,37 @@ class ProjectStatus:
         rows.update({name: n for name, n in self.counts.items()})
         return rows
 
+    def deployment_rows(self) -> list[dict[str, object]]:
+        return [{"deployment": d["name"], "target": d["target"],
+                 "model": d["model"] + (f"@{d['alias']}" if d.get("alias") else ""), "version": d["version"],
+                 "replicas": f"{d['replicas_ready']}/{d['replicas_desired']}", "endpoint": d["endpoint"],
+                 "health": d["health"], "age": _age(d.get("age_s"))} for d in self.deployments]
+
+    def run_rows(self) -> list[dict[str, object]]:
+        return [{"run": r["id"][:12], "kind": r["kind"], "name": r["name"], "status": r["status"],
+                 "started": r["started_at"][:19].replace("T", " "),
+                 "metrics": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in list((r.get("metrics") or {}).items())[:4])}
+                for r in self.latest_runs]
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _seconds_since(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds())
+    except ValueError:
+        return None
+
 
 def project_status(loaded: LoadedConfig) -> ProjectStatus:
     """Summarise the project; reads state without creating it."""
@@ -43,7 +83,7 @@ def project_status(loaded: LoadedConfig) -> ProjectStatus:
     state_path = loaded.state_dir / STATE_FILE
     counts = read_counts(state_path)
     cfg = loaded.config
-    return ProjectStatus(
+    result = ProjectStatus(
         project=loaded.project_name,
         root=str(loaded.root),
         config_file=str(project_file),
@@ -55,3 +95,17 @@ def project_status(loaded: LoadedConfig) -> ProjectStatus:
         schema_version=SCHEMA_VERSION,
         counts=counts or {"runs": 0, "releases": 0, "deployments": 0, "alerts": 0},
     )
+    if counts is None:
+        return result
+    from mlctl.lifecycle.releases import deployment_statuses
+
+    for d in deployment_statuses(loaded):
+        result.deployments.append({
+            "name": d.name, "target": d.target, "model": d.model, "alias": d.alias, "version": d.version,
+            "replicas_ready": d.replicas_ready, "replicas_desired": d.replicas_desired, "endpoint": d.endpoint,
+            "health": d.health, "age_s": _seconds_since(d.details.get("updated_at")),
+        })
+    with StateStore(state_path, create=False) as store:
+        for run in store.select("runs", order_by="started_at", descending=True, limit=LATEST_RUNS):
+            result.latest_runs.append({k: run[k] for k in ("id", "kind", "name", "status", "started_at", "metrics")})
+    return result

@@ -71,6 +71,12 @@ MIGRATIONS: list[Sequence[str]] = [
         "CREATE INDEX alerts_fingerprint ON alerts(fingerprint, status)",
         "CREATE INDEX releases_model ON releases(model, id)",
     ),
+    (  # 2: releases belong to a named deployment and carry its revision number
+        "ALTER TABLE releases ADD COLUMN deployment TEXT",
+        "ALTER TABLE releases ADD COLUMN revision INTEGER",
+        "UPDATE releases SET deployment = model, revision = id WHERE deployment IS NULL",
+        "CREATE INDEX releases_deployment ON releases(deployment, revision)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TABLES = ("runs", "releases", "deployments", "alerts")
@@ -207,7 +213,7 @@ class StateStore:
             self._retry(lambda: conn.execute("COMMIT"))
 
     @staticmethod
-    def _encode(row: Mapping[str, Any]) -> dict[str, Any]:
+    def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
         return {k: json.dumps(v, sort_keys=True) if k in _JSON_COLUMNS and not isinstance(v, str) else v
                 for k, v in row.items()}
 
@@ -226,7 +232,7 @@ class StateStore:
     def insert(self, table: str, row: Mapping[str, Any], *, replace: bool = False) -> int:
         """Insert one row (``replace`` upserts on the primary key); returns its rowid."""
         self._check_table(table)
-        data = self._encode(row)
+        data = self.encode_row(row)
         cols = ", ".join(data)
         marks = ", ".join(f":{k}" for k in data)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
@@ -237,7 +243,7 @@ class StateStore:
     def update(self, table: str, where: Mapping[str, Any], values: Mapping[str, Any]) -> int:
         """Update matching rows; returns how many changed."""
         self._check_table(table)
-        data = self._encode(values)
+        data = self.encode_row(values)
         sets = ", ".join(f"{k} = :v_{k}" for k in data)
         conds = " AND ".join(f"{k} = :w_{k}" for k in where) or "1"
         params = {f"v_{k}": v for k, v in data.items()} | {f"w_{k}": v for k, v in where.items()}

@@ -144,3 +144,20 @@ def test_concurrent_processes_lose_nothing(tmp_path: Path) -> None:
         ids = {r["id"] for r in store.select("runs")}
     assert counts["runs"] == 750 and counts["alerts"] == 750
     assert ids == {f"w{w}-{i}" for w in range(5) for i in range(150)}
+
+
+def test_migrates_a_version_1_file_forward(tmp_path: Path) -> None:
+    """A store written by schema 1 gains the release columns and keeps its rows."""
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for statement in st.MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO releases (model, version, target, status, created_at) "
+                 "VALUES ('m', '1', 'local', 'active', 't')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with StateStore(path) as store:
+        assert store.schema_version == st.SCHEMA_VERSION
+        (row,) = store.select("releases")
+    assert row["model"] == "m" and row["deployment"] == "m" and row["revision"] == 1

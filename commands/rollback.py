@@ -1,0 +1,54 @@
+"""``mlctl rollback``: return a deployment and its registry alias to an earlier release."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, YesOpt, load
+from mlctl.core.output import OutputFormat, message, render, ui
+
+
+def rollback(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    to: Annotated[int | None, typer.Option("--to", min=1, help="Revision to return to (default: previous).")]
+    = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Roll a deployment back to the previous (or given) release, alias included.
+
+    Example: mlctl rollback fraud --to 3
+    """
+    from mlctl.lifecycle.releases import rollback as do_rollback
+
+    result = do_rollback(name, load(), to=to, dry_run=dry_run)
+    if ui.format is not OutputFormat.table:
+        render(result)
+        return
+    verb = "would change" if dry_run else "changed"
+    render([{"change": c} for c in result.changes], title=f"rollback of {name}: {verb}")
+    if result.release is not None:
+        message(f"{name} is now revision {result.release.revision} (version {result.to_release.version})")
+
+
+def releases(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List a deployment's releases, oldest first.
+
+    Example: mlctl releases fraud -o json
+    """
+    from mlctl.lifecycle.releases import list_releases
+
+    rows = list_releases(name, load())
+    render(rows, title=f"releases of {name}",
+           columns=["revision", "model", "version", "alias", "target", "status", "created_at", "digest",
+                    "rollback_of"])

@@ -1,0 +1,1 @@
+"""The model lifecycle: train, tune, track, register, deploy, roll back."""

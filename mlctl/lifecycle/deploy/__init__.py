@@ -1,0 +1,1 @@
+"""Deploy targets: ``local`` (supervised processes), ``docker`` and ``k8s``."""

@@ -1,0 +1,253 @@
+"""The supervisor of one local deployment: a detached process that owns the listening socket.
+
+``mlctl deploy --target local`` starts it once per deployment (``python -m
+mlctl.lifecycle.deploy.supervisor --dir DIR``). It binds the deployment's port, then runs
+``replicas`` model-server processes (``python -m mlctl.serving --fd N``) that all accept from
+that one socket, so:
+
+* a crashed server is restarted with exponential backoff while the others keep serving;
+* a new revision (``control.json`` rewritten, then ``SIGHUP``) starts new servers on the same
+  socket, waits until every one is ready, and only then stops the old ones gracefully: the port
+  never closes, and connections waiting in the shared accept queue are served by the new ones;
+* if the new servers do not become ready, they are stopped and the old ones keep serving.
+
+Its state is written atomically to ``status.json``; ``SIGTERM`` stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONTROL = "control.json"
+STATUS = "status.json"
+PIDFILE = "supervisor.pid"
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0
+TICK_S = 0.1
+
+
+@dataclass
+class Worker:
+    slot: int
+    revision: int
+    proc: subprocess.Popen[bytes]
+    ready_file: Path
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    stopping: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.proc.poll() is None and self.ready_file.exists()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomic write: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class Supervisor:
+    """Runs and watches the servers of one deployment folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.dir = folder
+        self.control: dict[str, Any] = read_json(folder / CONTROL) or {}
+        if not self.control:
+            raise SystemExit(f"no {CONTROL} in {folder}")
+        self.workers: list[Worker] = []
+        self.revision = 0
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.restart_due: dict[int, tuple[float, int]] = {}  # slot -> (when, restarts so far)
+        self._reload = False
+        self._stop = False
+        self.sock: socket.socket | None = None
+        (folder / "logs").mkdir(exist_ok=True)
+        (folder / "run").mkdir(exist_ok=True)
+
+    # -- processes ------------------------------------------------------------------------------
+    def _spawn(self, slot: int, revision: int, restarts: int = 0) -> Worker:
+        assert self.sock is not None
+        c = self.control
+        ready = self.dir / "run" / f"rev{revision}-slot{slot}.ready"
+        ready.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "mlctl.serving", "--artifact", c["artifact"], "--fd",
+                str(self.sock.fileno()), "--ready-file", str(ready)]
+        for key in ("max_batch", "max_wait_ms", "queue_size"):
+            if c.get(key) is not None:
+                argv += [f"--{key.replace('_', '-')}", str(c[key])]
+        log = open(self.dir / "logs" / f"server-{slot}.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    pass_fds=(self.sock.fileno(),), env={**os.environ, **c.get("env", {})})
+        finally:
+            log.close()
+        self._log(f"started server slot {slot} revision {revision} pid {proc.pid}")
+        return Worker(slot, revision, proc, ready, restarts=restarts)
+
+    def _terminate(self, workers: list[Worker], timeout: float = 15.0) -> None:
+        for w in workers:
+            w.stopping = True
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            try:
+                w.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            w.ready_file.unlink(missing_ok=True)
+
+    def _wait_ready(self, workers: list[Worker], timeout: float) -> str | None:
+        """None when all are ready; else why not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop:
+            dead = [w for w in workers if w.proc.poll() is not None]
+            if dead:
+                return f"server slot {dead[0].slot} exited with code {dead[0].proc.returncode}: {self._tail(dead[0])}"
+            if all(w.ready for w in workers):
+                return None
+            time.sleep(TICK_S)
+        return "stopped" if self._stop else f"servers not ready after {timeout:.0f}s: {self._tail(workers[0])}"
+
+    def _tail(self, w: Worker, n: int = 3) -> str:
+        try:
+            lines = (self.dir / "logs" / f"server-{w.slot}.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-n:])
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _bind(self) -> None:
+        host, port = self.control.get("host", "127.0.0.1"), int(self.control["port"])
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        self.sock = sock
+
+    def _start_revision(self, revision: int) -> str | None:
+        replicas = int(self.control.get("replicas", 1))
+        fresh = [self._spawn(slot, revision) for slot in range(replicas)]
+        error = self._wait_ready(fresh, float(self.control.get("ready_timeout_s", 60)))
+        if error is not None:
+            self._terminate(fresh, timeout=5)
+            return error
+        old, self.workers = self.workers, fresh
+        self._terminate(old)
+        self.revision = revision
+        self.restart_due.clear()
+        return None
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for w in list(self.workers):
+            if w.stopping or w.proc.poll() is None:
+                if w.restarts and now - w.started_at > STABLE_AFTER_S:
+                    w.restarts = 0
+                continue
+            self.workers.remove(w)
+            w.ready_file.unlink(missing_ok=True)
+            delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** w.restarts)
+            self._log(f"server slot {w.slot} pid {w.proc.pid} exited with {w.proc.returncode}; "
+                      f"restart in {delay:.1f}s")
+            self.restart_due[w.slot] = (now + delay, w.restarts + 1)
+        for slot, (when, restarts) in list(self.restart_due.items()):
+            if now >= when:
+                del self.restart_due[slot]
+                self.workers.append(self._spawn(slot, self.revision, restarts))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(), "state": self.state, "revision": self.revision,
+            "host": self.control.get("host", "127.0.0.1"), "port": self.control.get("port"),
+            "desired_replicas": int(self.control.get("replicas", 1)),
+            "ready_replicas": sum(1 for w in self.workers if w.ready and w.revision == self.revision),
+            "workers": [{"slot": w.slot, "pid": w.proc.pid, "revision": w.revision, "ready": w.ready,
+                         "restarts": w.restarts} for w in sorted(self.workers, key=lambda w: w.slot)],
+            "requested_revision": int(self.control.get("revision", 0)),
+            "last_error": self.last_error, "updated_at": time.time(),
+        }
+
+    def _log(self, text: str) -> None:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: {text}\n")
+        sys.stderr.flush()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_reload", True))
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "_stop", True))
+        (self.dir / PIDFILE).write_text(f"{os.getpid()}\n")
+        try:
+            self._bind()
+        except OSError as exc:
+            self.state, self.last_error = "failed", f"cannot listen on port {self.control.get('port')}: {exc.strerror}"
+            write_json(self.dir / STATUS, self.status())
+            return 1
+        write_json(self.dir / STATUS, self.status())
+        error = self._start_revision(int(self.control["revision"]))
+        if error is not None:
+            self.state, self.last_error = "failed", error
+            write_json(self.dir / STATUS, self.status())
+            return 1
+        self.state = "running"
+        last: dict[str, Any] = {}
+        while not self._stop:
+            if self._reload:
+                self._reload = False
+                self.control = read_json(self.dir / CONTROL) or self.control
+                wanted = int(self.control["revision"])
+                if wanted != self.revision:
+                    self.state = "updating"
+                    write_json(self.dir / STATUS, self.status())
+                    error = self._start_revision(wanted)
+                    self.last_error = None if error is None else f"revision {wanted}: {error}"
+                    self.state = "running"
+            self._reap()
+            current = self.status()
+            if {k: v for k, v in current.items() if k != "updated_at"} != last:
+                write_json(self.dir / STATUS, current)
+                last = {k: v for k, v in current.items() if k != "updated_at"}
+            time.sleep(TICK_S)
+        self.state = "stopping"
+        self._terminate(self.workers)
+        self.workers = []
+        if self.sock is not None:
+            self.sock.close()
+        self.state = "stopped"
+        write_json(self.dir / STATUS, self.status())
+        (self.dir / PIDFILE).unlink(missing_ok=True)
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlctl.lifecycle.deploy.supervisor")
+    parser.add_argument("--dir", required=True, type=Path, help="the deployment's folder (holds control.json)")
+    args = parser.parse_args(argv)
+    return Supervisor(args.dir.resolve()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Deploy, roll back and list releases: the steps behind ``mlctl deploy``, ``rollback``, ``releases``.
+
+Every deploy records a release in the state store: deployment name, revision (1, 2, ...), model
+version, target, artifact digest, config hash, time, and the release it replaced. A rollback is a
+deploy of an earlier release's artifact, recorded as a new revision, which also moves the
+registry alias back to that release's version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlctl.core.config import LoadedConfig
+from mlctl.core.errors import NotFound, UsageError
+from mlctl.core.state import STATE_FILE, StateStore, utcnow
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, ModelArtifact
+
+
+@dataclass
+class Release:
+    """One row of ``mlctl releases NAME``."""
+
+    deployment: str
+    revision: int
+    model: str
+    version: str
+    alias: str | None
+    target: str
+    status: str  # active | superseded | failed
+    created_at: str
+    digest: str | None
+    config_hash: str | None
+    rollback_of: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Release:
+        d = row.get("details") or {}
+        return cls(row["deployment"], int(row["revision"]), row["model"], row["version"], d.get("alias"),
+                   row["target"], row["status"], row["created_at"], d.get("digest"), d.get("config_hash"),
+                   d.get("rollback_of"))
+
+
+@dataclass
+class DeployResult:
+    """Stable keys of ``mlctl deploy -o json``."""
+
+    deployment: str
+    target: str
+    dry_run: bool
+    plan: DeployPlan | None = None
+    status: DeploymentStatus | None = None
+    release: Release | None = None
+
+
+@dataclass
+class RollbackResult:
+    """Stable keys of ``mlctl rollback -o json``."""
+
+    deployment: str
+    dry_run: bool
+    from_release: Release
+    to_release: Release
+    alias_moved: dict[str, Any] | None = None
+    status: DeploymentStatus | None = None
+    release: Release | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+def deployment_name(raw: str) -> str:
+    """A DNS-1123 label from a model or deployment name.
+
+    >>> deployment_name("Fraud_Model")
+    'fraud-model'
+    """
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")[:63].strip("-")
+    if not name:
+        raise UsageError(f"cannot make a deployment name from {raw!r}", hint="pass --name")
+    return name
+
+
+def get_target(target: str, loaded: LoadedConfig) -> DeployTarget:
+    """The DeployTarget for a ``deploy.target`` value."""
+    if target == "local":
+        from mlctl.lifecycle.deploy.local import LocalTarget
+
+        return LocalTarget(loaded.state_dir)
+    if target.startswith("k8s://"):
+        from mlctl.lifecycle.deploy.k8s import K8sTarget
+
+        context, _, namespace = target[len("k8s://"):].partition("/")
+        return K8sTarget(context or None, namespace or "default")
+    if target == "docker":
+        raise UsageError("the docker target is not available in this release of mlctl",
+                         hint="use --target local, or --target k8s://CONTEXT/NAMESPACE")
+    raise UsageError(f"unknown deploy target {target!r}", hint="local, docker or k8s://CONTEXT/NAMESPACE")
+
+
+def _store(loaded: LoadedConfig) -> StateStore:
+    return StateStore(loaded.state_dir / STATE_FILE)
+
+
+def _rows(store: StateStore, deployment: str) -> list[dict[str, Any]]:
+    return store.select("releases", {"deployment": deployment}, order_by="revision")
+
+
+def _record(store: StateStore, spec: DeploySpec, target: str, status: DeploymentStatus,
+            rollback_of: int | None = None) -> Release:
+    with store.transaction() as tx:
+        rows = [dict(r) for r in tx.execute(
+            "SELECT id, revision FROM releases WHERE deployment = ? ORDER BY revision DESC LIMIT 1", (spec.name,))]
+        previous = rows[0] if rows else None
+        revision = (previous["revision"] if previous else 0) + 1
+        tx.execute("UPDATE releases SET status = 'superseded' WHERE deployment = ? AND status = 'active'",
+                   (spec.name,))
+        details = {"alias": spec.model.alias, "digest": status.digest or spec.model.sha256,
+                   "config_hash": spec.config_hash(), "artifact": _artifact_dict(spec.model),
+                   "replicas": spec.replicas, "port": spec.port, "endpoint": status.endpoint,
+                   "rollback_of": rollback_of}
+        now = utcnow()
+        tx.execute(
+            "INSERT INTO releases (model, version, target, status, created_at, previous_id, details, deployment, "
+            "revision) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?)",
+            (spec.model.name, spec.model.version, target, now, previous["id"] if previous else None,
+             StateStore.encode_row({"details": details})["details"], spec.name, revision))
+        tx.execute(
+            "INSERT OR REPLACE INTO deployments (name, model, version, target, status, url, updated_at, spec) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (spec.name, spec.model.name, spec.model.version, target, status.health, status.endpoint, now,
+             StateStore.encode_row({"spec": {"revision": revision, "alias": spec.model.alias,
+                                          "replicas": spec.replicas, "port": spec.port}})["spec"]))
+    (row,) = store.select("releases", {"deployment": spec.name, "revision": revision})
+    return Release.from_row(row)
+
+
+def _artifact_dict(artifact: ModelArtifact) -> dict[str, Any]:
+    data = asdict(artifact)
+    data["path"] = str(Path(artifact.path).resolve())
+    return data
+
+
+def deploy(ref: str, loaded: LoadedConfig, *, target: str | None = None, replicas: int | None = None,
+           port: int | None = None, name: str | None = None, dry_run: bool = False,
+           timeout_s: float = 60.0) -> DeployResult:
+    """Resolve ``ref`` in the registry and deploy it; records a release unless ``dry_run``."""
+    from mlctl.lifecycle import registry
+
+    loaded.require_project()
+    cfg = loaded.config.deploy
+    target = target or cfg.target
+    port = cfg.port if port is None else port
+    if port == 0:
+        from mlctl.core.proc import free_port
+
+        port = free_port()
+    artifact = registry.resolve_model(ref, loaded)
+    spec = DeploySpec(name=deployment_name(name or artifact.name), model=artifact,
+                      replicas=replicas or cfg.replicas, port=port, project_root=loaded.root,
+                      ready_timeout_s=timeout_s)
+    backend = get_target(target, loaded)
+    if dry_run:
+        return DeployResult(spec.name, target, True, plan=backend.plan(spec))
+    status = backend.apply(spec)
+    release = _record(_store(loaded), spec, target, status)
+    return DeployResult(spec.name, target, False, status=status, release=release)
+
+
+def list_releases(name: str, loaded: LoadedConfig) -> list[Release]:
+    """Every release of a deployment, oldest first."""
+    loaded.require_project()
+    path = loaded.state_dir / STATE_FILE
+    if not path.exists():
+        raise NotFound(f"no deployment named {name!r}", hint="see `mlctl status` for deployments")
+    with StateStore(path) as store:
+        rows = _rows(store, name)
+    if not rows:
+        raise NotFound(f"no deployment named {name!r}", hint="see `mlctl status` for deployments")
+    return [Release.from_row(r) for r in rows]
+
+
+def rollback(name: str, loaded: LoadedConfig, *, to: int | None = None, dry_run: bool = False) -> RollbackResult:
+    """Return deployment ``name`` (and its registry alias) to the previous or the given release."""
+    from mlctl.lifecycle import registry
+
+    releases = list_releases(name, loaded)
+    current = next((r for r in reversed(releases) if r.status == "active"), releases[-1])
+    if to is None:
+        earlier = [r for r in releases if r.revision < current.revision and r.version != current.version]
+        if not earlier:
+            raise NotFound(f"deployment {name} has no earlier release with another version to roll back to",
+                           hint=f"see `mlctl releases {name}`")
+        goal = earlier[-1]
+    else:
+        goal = next((r for r in releases if r.revision == to), None)  # type: ignore[assignment]
+        if goal is None:
+            known = ", ".join(str(r.revision) for r in releases)
+            raise NotFound(f"deployment {name} has no revision {to}", hint=f"revisions: {known}")
+        if goal.revision == current.revision:
+            raise UsageError(f"revision {to} is already the active release of {name}")
+    with StateStore(loaded.state_dir / STATE_FILE) as store:
+        (row,) = store.select("releases", {"deployment": name, "revision": goal.revision})
+    details = row["details"]
+    art = dict(details["artifact"])
+    art["path"] = Path(art["path"])
+    artifact = ModelArtifact(**art)
+    spec = DeploySpec(name=name, model=artifact, replicas=int(details.get("replicas", 1)),
+                      port=int(details.get("port", loaded.config.deploy.port)), project_root=loaded.root)
+    changes = [f"deployment {name}: {current.model} version {current.version} (revision {current.revision}) -> "
+               f"version {goal.version} (revision {goal.revision})"]
+    alias = goal.alias or current.alias
+    result = RollbackResult(name, dry_run, current, goal, changes=changes)
+    if alias:
+        changes.append(f"registry: {goal.model}@{alias} -> version {goal.version}")
+    backend = get_target(goal.target, loaded)
+    if dry_run:
+        return result
+    result.status = backend.apply(spec)
+    if alias:
+        before = registry.set_alias(goal.model, alias, goal.version, loaded)
+        result.alias_moved = {"model": goal.model, "alias": alias, "from": before, "to": goal.version}
+    result.release = _record(_store(loaded), spec, goal.target, result.status, rollback_of=current.revision)
+    return result
+
+
+def stop(name: str, loaded: LoadedConfig) -> bool:
+    """Stop a deployment on the target it was deployed to; False when nothing was running."""
+    releases = list_releases(name, loaded)
+    backend = get_target(releases[-1].target, loaded)
+    stopped = backend.stop(name)
+    with StateStore(loaded.state_dir / STATE_FILE) as store:
+        store.update("deployments", {"name": name}, {"status": "stopped", "url": None, "updated_at": utcnow()})
+    return stopped
+
+
+def logs(name: str, loaded: LoadedConfig, tail: int = 100) -> str:
+    releases = list_releases(name, loaded)
+    return get_target(releases[-1].target, loaded).logs(name, tail)
+
+
+def deployment_statuses(loaded: LoadedConfig) -> list[DeploymentStatus]:
+    """Every recorded deployment: live for local ones, last known for the others."""
+    path = loaded.state_dir / STATE_FILE
+    if not path.exists():
+        return []
+    with StateStore(path, create=False) as store:
+        rows = store.select("deployments", order_by="name")
+    out = []
+    for row in rows:
+        live = None
+        if row["target"] == "local":
+            from mlctl.lifecycle.deploy.local import LocalTarget
+
+            live = LocalTarget(loaded.state_dir).status(row["name"])
+        spec = row.get("spec") or {}
+        out.append(live or DeploymentStatus(
+            name=row["name"], target=row["target"], model=row["model"], version=row["version"],
+            alias=spec.get("alias"), replicas_desired=int(spec.get("replicas", 1)), replicas_ready=0,
+            endpoint=row["url"], health="unknown" if row["status"] != "stopped" else "down",
+            details={"updated_at": row["updated_at"]}))
+        out[-1].details["updated_at"] = row["updated_at"]
+    return out
