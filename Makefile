@@ -31,10 +31,15 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
-	@touch $@ $(VENV)/.core
+	@touch $@ $(VENV)/.core $(VENV)/.demo
 
-demo: $(VENV)/.core
+demo: $(VENV)/.demo
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scenarios/demo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" bash scenarios/quickstart.sh
+
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[ml,tracking,serve]'
+	@touch $@ $(VENV)/.core
 
 system-deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -90,8 +90,7 @@ def get_target(target: str, loaded: LoadedConfig) -> DeployTarget:
     if target.startswith("k8s://"):
         from mlctl.lifecycle.deploy.k8s import K8sTarget
 
-        context, _, namespace = target[len("k8s://"):].partition("/")
-        return K8sTarget(context or None, namespace or "default")
+        return K8sTarget.from_url(target)
     if target == "docker":
         raise UsageError("the docker target is not available in this release of mlctl",
                          hint="use --target local, or --target k8s://CONTEXT/NAMESPACE")

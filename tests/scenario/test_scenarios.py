@@ -34,6 +34,14 @@ def test_demo_scenario(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("mlctl-demo.*"))  # the temporary project was cleaned up
 
 
+@pytest.mark.slow
+def test_quickstart_scenario(tmp_path: Path) -> None:
+    proc = run_scenario("quickstart.sh", TMPDIR=str(tmp_path), PYTHON=sys.executable)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "quickstart: all steps passed" in proc.stdout
+    assert not list(tmp_path.glob("mlctl-quickstart.*"))  # cleaned up, deployment stopped
+
+
 def test_every_scenario_has_a_test() -> None:
     tested = {"demo.sh"} | {p.name for p in (REPO / "scenarios").glob("*.sh")
                             if f'"{p.name}"' in Path(__file__).read_text()}

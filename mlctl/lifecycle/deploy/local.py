@@ -71,20 +71,32 @@ class LocalTarget(DeployTarget):
         while time.monotonic() < deadline:
             status = read_json(folder / STATUS)
             alive = self.supervisor_pid(name) is not None
-            if status and status.get("revision") == revision and status.get("state") == "running" \
-                    and status.get("ready_replicas") == status.get("desired_replicas"):
+            if (
+                status
+                and status.get("revision") == revision
+                and status.get("state") == "running"
+                and status.get("ready_replicas") == status.get("desired_replicas")
+            ):
                 return status
-            if status and status.get("last_error") and (f"revision {revision}:" in status["last_error"]
-                                                        or status.get("state") == "failed"):
-                raise OperationFailed(f"deployment {name} revision {revision} failed: {status['last_error']}",
-                                      hint=f"see `mlctl deploy logs {name}`")
+            if (
+                status
+                and status.get("last_error")
+                and (f"revision {revision}:" in status["last_error"] or status.get("state") == "failed")
+            ):
+                raise OperationFailed(
+                    f"deployment {name} revision {revision} failed: {status['last_error']}",
+                    hint=f"see `mlctl deploy logs {name}`",
+                )
             if not alive and (pid is None or not _pid_alive(pid)):
                 why = (status or {}).get("last_error") or self._log_tail(name, 3)
-                raise OperationFailed(f"deployment {name} stopped while starting: {why}",
-                                      hint=f"see `mlctl deploy logs {name}`")
+                raise OperationFailed(
+                    f"deployment {name} stopped while starting: {why}", hint=f"see `mlctl deploy logs {name}`"
+                )
             time.sleep(0.1)
-        raise OperationFailed(f"deployment {name} revision {revision} not ready after {timeout:.0f}s",
-                              hint=f"see `mlctl deploy logs {name}`; raise --timeout for slow models")
+        raise OperationFailed(
+            f"deployment {name} revision {revision} not ready after {timeout:.0f}s",
+            hint=f"see `mlctl deploy logs {name}`; raise --timeout for slow models",
+        )
 
     def _log_tail(self, name: str, n: int) -> str:
         return " | ".join(self.logs(name, n).strip().splitlines()[-n:])
@@ -95,14 +107,20 @@ class LocalTarget(DeployTarget):
         control = read_json(self.folder(spec.name) / CONTROL) or {}
         endpoint = f"http://{self.host}:{spec.port}"
         if pid is None:
-            actions = [f"start a supervisor for {spec.name} listening on {endpoint}",
-                       f"start {spec.replicas} server process(es) of {spec.model.ref} and wait until ready"]
+            actions = [
+                f"start a supervisor for {spec.name} listening on {endpoint}",
+                f"start {spec.replicas} server process(es) of {spec.model.ref} and wait until ready",
+            ]
         elif int(control.get("port", -1)) != spec.port:
-            actions = [f"stop {spec.name} on port {control.get('port')}",
-                       f"start it again on {endpoint} with {spec.replicas} server(s) of {spec.model.ref}"]
+            actions = [
+                f"stop {spec.name} on port {control.get('port')}",
+                f"start it again on {endpoint} with {spec.replicas} server(s) of {spec.model.ref}",
+            ]
         else:
-            actions = [f"start {spec.replicas} server(s) of {spec.model.ref} on {endpoint} beside the running ones",
-                       "wait until they are ready, then stop the old servers gracefully"]
+            actions = [
+                f"start {spec.replicas} server(s) of {spec.model.ref} on {endpoint} beside the running ones",
+                "wait until they are ready, then stop the old servers gracefully",
+            ]
         return DeployPlan(self.kind, actions)
 
     def apply(self, spec: DeploySpec) -> DeploymentStatus:
@@ -114,24 +132,40 @@ class LocalTarget(DeployTarget):
             self.stop(spec.name)
             pid = None
         if pid is None and port_in_use(self.host, spec.port):
-            raise UsageError(f"port {spec.port} is already in use on {self.host}",
-                             hint="pass --port with a free port, or --port 0 to pick one")
+            raise UsageError(
+                f"port {spec.port} is already in use on {self.host}",
+                hint="pass --port with a free port, or --port 0 to pick one",
+            )
         revision = int(control.get("revision", 0)) + 1
         release_dir = folder / "releases" / f"rev{revision}"
         release_dir.mkdir(parents=True, exist_ok=True)
         spec.model.to_json(release_dir / "artifact.json")
-        new_control = {"revision": revision, "artifact": str(release_dir / "artifact.json"),
-                       "host": self.host, "port": spec.port, "replicas": spec.replicas,
-                       "ready_timeout_s": spec.ready_timeout_s, "env": spec.env, "model": spec.model.name,
-                       "version": spec.model.version, "alias": spec.model.alias, "sha256": spec.model.sha256,
-                       "config_hash": spec.config_hash()}
+        new_control = {
+            "revision": revision,
+            "artifact": str(release_dir / "artifact.json"),
+            "host": self.host,
+            "port": spec.port,
+            "replicas": spec.replicas,
+            "ready_timeout_s": spec.ready_timeout_s,
+            "env": spec.env,
+            "model": spec.model.name,
+            "version": spec.model.version,
+            "alias": spec.model.alias,
+            "sha256": spec.model.sha256,
+            "config_hash": spec.config_hash(),
+        }
         write_json(folder / CONTROL, new_control)
         if pid is None:
             log = open(folder / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
             try:
-                proc = subprocess.Popen([sys.executable, "-m", SUPERVISOR_MODULE, "--dir", str(folder)],
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, cwd=str(spec.project_root))
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", SUPERVISOR_MODULE, "--dir", str(folder)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    cwd=str(spec.project_root),
+                )
             finally:
                 log.close()
             started_pid: int | None = proc.pid
@@ -154,13 +188,23 @@ class LocalTarget(DeployTarget):
         ready = int(live.get("ready_replicas", 0)) if alive else 0
         health = "down" if not alive else "healthy" if ready == desired else "degraded" if ready else "down"
         return DeploymentStatus(
-            name=name, target=self.kind, model=control.get("model", name), version=str(control.get("version")),
-            alias=control.get("alias"), replicas_desired=desired, replicas_ready=ready,
+            name=name,
+            target=self.kind,
+            model=control.get("model", name),
+            version=str(control.get("version")),
+            alias=control.get("alias"),
+            replicas_desired=desired,
+            replicas_ready=ready,
             endpoint=f"http://{control.get('host', self.host)}:{control.get('port')}" if alive else None,
-            health=health, digest=control.get("sha256"),
-            details={"revision": live.get("revision"), "supervisor_pid": self.supervisor_pid(name),
-                     "workers": live.get("workers", []), "last_error": live.get("last_error"),
-                     "folder": str(folder)},
+            health=health,
+            digest=control.get("sha256"),
+            details={
+                "revision": live.get("revision"),
+                "supervisor_pid": self.supervisor_pid(name),
+                "workers": live.get("workers", []),
+                "last_error": live.get("last_error"),
+                "folder": str(folder),
+            },
         )
 
     def stop(self, name: str, timeout: float = 30.0) -> bool:

@@ -91,15 +91,30 @@ class Supervisor:
         c = self.control
         ready = self.dir / "run" / f"rev{revision}-slot{slot}.ready"
         ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "mlctl.serving", "--artifact", c["artifact"], "--fd",
-                str(self.sock.fileno()), "--ready-file", str(ready)]
+        argv = [
+            sys.executable,
+            "-m",
+            "mlctl.serving",
+            "--artifact",
+            c["artifact"],
+            "--fd",
+            str(self.sock.fileno()),
+            "--ready-file",
+            str(ready),
+        ]
         for key in ("max_batch", "max_wait_ms", "queue_size"):
             if c.get(key) is not None:
                 argv += [f"--{key.replace('_', '-')}", str(c[key])]
         log = open(self.dir / "logs" / f"server-{slot}.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    pass_fds=(self.sock.fileno(),), env={**os.environ, **c.get("env", {})})
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(self.sock.fileno(),),
+                env={**os.environ, **c.get("env", {})},
+            )
         finally:
             log.close()
         self._log(f"started server slot {slot} revision {revision} pid {proc.pid}")
@@ -170,9 +185,8 @@ class Supervisor:
                 continue
             self.workers.remove(w)
             w.ready_file.unlink(missing_ok=True)
-            delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** w.restarts)
-            self._log(f"server slot {w.slot} pid {w.proc.pid} exited with {w.proc.returncode}; "
-                      f"restart in {delay:.1f}s")
+            delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2**w.restarts)
+            self._log(f"server slot {w.slot} pid {w.proc.pid} exited with {w.proc.returncode}; restart in {delay:.1f}s")
             self.restart_due[w.slot] = (now + delay, w.restarts + 1)
         for slot, (when, restarts) in list(self.restart_due.items()):
             if now >= when:
@@ -181,14 +195,20 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         return {
-            "pid": os.getpid(), "state": self.state, "revision": self.revision,
-            "host": self.control.get("host", "127.0.0.1"), "port": self.control.get("port"),
+            "pid": os.getpid(),
+            "state": self.state,
+            "revision": self.revision,
+            "host": self.control.get("host", "127.0.0.1"),
+            "port": self.control.get("port"),
             "desired_replicas": int(self.control.get("replicas", 1)),
             "ready_replicas": sum(1 for w in self.workers if w.ready and w.revision == self.revision),
-            "workers": [{"slot": w.slot, "pid": w.proc.pid, "revision": w.revision, "ready": w.ready,
-                         "restarts": w.restarts} for w in sorted(self.workers, key=lambda w: w.slot)],
+            "workers": [
+                {"slot": w.slot, "pid": w.proc.pid, "revision": w.revision, "ready": w.ready, "restarts": w.restarts}
+                for w in sorted(self.workers, key=lambda w: w.slot)
+            ],
             "requested_revision": int(self.control.get("revision", 0)),
-            "last_error": self.last_error, "updated_at": time.time(),
+            "last_error": self.last_error,
+            "updated_at": time.time(),
         }
 
     def _log(self, text: str) -> None:
