@@ -49,6 +49,7 @@ def releases(
     from mlctl.lifecycle.releases import list_releases
 
     rows = list_releases(name, load())
-    render(rows, title=f"releases of {name}",
-           columns=["revision", "model", "version", "alias", "target", "status", "created_at", "digest",
-                    "rollback_of"])
+    table = [{"rev": r.revision, "model": f"{r.model}:{r.version}" + (f"@{r.alias}" if r.alias else ""),
+              "target": r.target, "status": r.status, "created": r.created_at[:19].replace("T", " "),
+              "digest": (r.digest or "")[:12], "rollback of": r.rollback_of} for r in rows]
+    render(rows, title=f"releases of {name}", table_data=table)

@@ -1,0 +1,152 @@
+"""Release bookkeeping, rollback choice and target dispatch, with an in-memory target and registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlctl.core.config import load_config
+from mlctl.core.errors import NotFound, UsageError
+from mlctl.lifecycle import registry, releases
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, ModelArtifact
+
+
+class FakeTarget(DeployTarget):
+    kind = "local"
+
+    def __init__(self) -> None:
+        self.running: dict[str, DeploySpec] = {}
+        self.applied: list[str] = []
+
+    def plan(self, spec: DeploySpec) -> DeployPlan:
+        return DeployPlan("local", [f"run {spec.model.ref}"])
+
+    def apply(self, spec: DeploySpec) -> DeploymentStatus:
+        self.running[spec.name] = spec
+        self.applied.append(spec.model.version)
+        return self.status(spec.name)  # type: ignore[return-value]
+
+    def status(self, name: str) -> DeploymentStatus | None:
+        spec = self.running.get(name)
+        if spec is None:
+            return None
+        return DeploymentStatus(name, "local", spec.model.name, spec.model.version, spec.model.alias,
+                                spec.replicas, spec.replicas, f"http://127.0.0.1:{spec.port}", "healthy",
+                                spec.model.sha256, {"updated_at": "2026-01-01T00:00:00+00:00"})
+
+    def stop(self, name: str) -> bool:
+        return self.running.pop(name, None) is not None
+
+    def logs(self, name: str, tail: int = 100) -> str:
+        return f"logs of {name}\n"
+
+
+@pytest.fixture
+def env(project: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeTarget, dict[str, str]]:
+    monkeypatch.chdir(project)
+    target = FakeTarget()
+    aliases = {"champion": "1"}
+
+    def resolve(ref: str, loaded: object, *, dest: Path | None = None) -> ModelArtifact:
+        name, alias, version = registry.parse_ref(ref) if "@" in ref or ":" in ref else (ref, "champion", None)
+        version = version or aliases[alias or "champion"]
+        return ModelArtifact(name, version, alias, project / f"m{version}.skops", f"sha{version}")
+
+    def set_alias(name: str, alias: str, version: str, loaded: object) -> str | None:
+        before = aliases.get(alias)
+        aliases[alias] = version
+        return before
+
+    monkeypatch.setattr(registry, "resolve_model", resolve)
+    monkeypatch.setattr(registry, "set_alias", set_alias)
+    monkeypatch.setattr(releases, "get_target", lambda t, loaded: target)
+    return target, aliases
+
+
+def test_deploy_records_numbered_releases(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    target, aliases = env
+    loaded = load_config()
+    first = releases.deploy("Churn@champion", loaded, port=9000)
+    assert first.deployment == "churn" and first.release is not None and first.release.revision == 1
+    aliases["champion"] = "2"
+    second = releases.deploy("Churn@champion", loaded, port=9000)
+    assert second.release is not None and second.release.revision == 2
+    history = releases.list_releases("churn", loaded)
+    assert [(r.revision, r.version, r.status) for r in history] == [(1, "1", "superseded"), (2, "2", "active")]
+    assert history[1].digest == "sha2" and history[1].config_hash
+
+
+def test_dry_run_records_nothing(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    target, _ = env
+    result = releases.deploy("churn@champion", load_config(), dry_run=True)
+    assert result.dry_run and result.plan is not None and result.plan.actions == ["run churn:1"]
+    assert target.applied == []
+    with pytest.raises(NotFound):
+        releases.list_releases("churn", load_config())
+
+
+def test_rollback_returns_version_and_alias(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    target, aliases = env
+    loaded = load_config()
+    releases.deploy("churn@champion", loaded)
+    aliases["champion"] = "2"
+    releases.deploy("churn@champion", loaded)
+    plan = releases.rollback("churn", loaded, dry_run=True)
+    assert plan.to_release.version == "1" and plan.release is None and target.applied == ["1", "2"]
+    result = releases.rollback("churn", loaded)
+    assert target.applied == ["1", "2", "1"]
+    assert aliases["champion"] == "1"
+    assert result.alias_moved == {"model": "churn", "alias": "champion", "from": "2", "to": "1"}
+    assert result.release is not None and result.release.revision == 3 and result.release.rollback_of == 2
+    assert any("version 2 (revision 2) -> version 1 (revision 1)" in c for c in result.changes)
+
+
+def test_rollback_to_a_given_revision_and_bad_revisions(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    _, aliases = env
+    loaded = load_config()
+    for version in ("1", "2", "3"):
+        aliases["champion"] = version
+        releases.deploy("churn@champion", loaded)
+    assert releases.rollback("churn", loaded, to=1).to_release.version == "1"
+    with pytest.raises(NotFound, match="no revision 9"):
+        releases.rollback("churn", loaded, to=9)
+    with pytest.raises(UsageError, match="already the active release"):
+        releases.rollback("churn", loaded, to=4)
+
+
+def test_rollback_needs_an_earlier_version(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    releases.deploy("churn@champion", load_config())
+    with pytest.raises(NotFound, match="no earlier release"):
+        releases.rollback("churn", load_config())
+
+
+def test_stop_logs_and_statuses(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    target, _ = env
+    loaded = load_config()
+    assert releases.deployment_statuses(loaded) == []
+    releases.deploy("churn@champion", loaded)
+    assert releases.logs("churn", loaded) == "logs of churn\n"
+    (row,) = releases.deployment_statuses(loaded)
+    assert row.name == "churn" and row.version == "1"
+    assert releases.stop("churn", loaded) is True
+    assert releases.stop("churn", loaded) is False
+    with pytest.raises(NotFound, match="no deployment named 'other'"):
+        releases.stop("other", loaded)
+
+
+def test_deployment_name() -> None:
+    assert releases.deployment_name("My_Model.v2") == "my-model-v2"
+    with pytest.raises(UsageError):
+        releases.deployment_name("___")
+
+
+def test_get_target_dispatch(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    loaded = load_config()
+    assert releases.get_target("local", loaded).kind == "local"
+    assert releases.get_target("k8s://dev/ml", loaded).kind == "k8s"
+    with pytest.raises(UsageError, match="docker target is not available"):
+        releases.get_target("docker", loaded)
+    with pytest.raises(UsageError, match="unknown deploy target"):
+        releases.get_target("moon", loaded)
