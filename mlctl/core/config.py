@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlctl.core.errors import ConfigError, NotAProject
+from mlctl.lifecycle.spec import TrainSpec
 
 PROJECT_FILE = "mlctl.yaml"
 STATE_DIR = ".mlctl"
@@ -95,6 +96,7 @@ class MlctlConfig(_Section):
     tracking: TrackingSection = TrackingSection()
     deploy: DeploySection = DeploySection()
     services: ServicesSection = ServicesSection()
+    train: TrainSpec = TrainSpec()
 
 
 Origin = Literal["default", "user", "project", "env", "flag"]
@@ -275,7 +277,9 @@ def _explain(exc: ValidationError, origins: Mapping[str, str], sources: Mapping[
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     key = ".".join(loc)
-    origin = origins.get(key) or next((o for k, o in origins.items() if k.startswith(key + ".")), "default")
+    origin = origins.get(key) or "default"
+    if origin == "default":  # a mapping value (e.g. train.gates): blame the layer that set its entries
+        origin = next((o for k, o in origins.items() if k.startswith(key + ".") and o != "default"), origin)
     where = origin
     if origin in sources:
         path, text = sources[origin]

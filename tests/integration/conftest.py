@@ -81,3 +81,97 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Pushgateway: ``http://127.0.0.1:PORT``, metrics kept in memory."""
     yield from _engine("pushgateway", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:  # noqa: F821 - imported below
+    """The Kubernetes API test server (tests/support/kube_apiserver.py) in its own process.
+
+    Yields a :class:`tests.support.kube_apiserver.KubeAPI`: ``.url``, ``.kubeconfig`` (a file whose
+    current context ``kube-test`` points at the server, with a bearer token the server requires),
+    ``.faults(...)`` to change its fault knobs for a block, ``.client()`` for the official client.
+    """
+    import secrets
+    import sys
+
+    from mlctl.core.services import LocalService, free_port, http_ready
+    from tests.support.kube_apiserver import KubeAPI, write_kubeconfig
+
+    workdir = tmp_path_factory.mktemp("kube-apiserver")
+    root = _HERE.parent.parent
+    token = secrets.token_hex(16)
+    server_flags = ["--pod-ready-delay", "0.2"]
+    started = time.monotonic()
+    failure = ""
+    for _attempt in range(3):  # a free port can be taken before the server binds it: retry on a new one
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        svc = LocalService(
+            name="kube-apiserver",
+            argv=[sys.executable, "-m", "tests.support.kube_apiserver", "--port", str(port), *server_flags],
+            workdir=workdir,
+            cwd=root,
+            env={"PYTHONPATH": str(root), "KUBE_TEST_TOKEN": token},
+            ready=lambda url=url: http_ready(url + "/readyz"),
+            url=url,
+            port=port,
+        )
+        try:
+            svc.start().wait_ready(timeout=30)
+        except ServiceUnavailable as exc:
+            svc.stop()
+            failure = exc.message
+            continue
+        failure = ""
+        break
+    if failure:
+        pytest.fail(f"the Kubernetes API test server did not start: {failure}", pytrace=False)
+    kubeconfig = write_kubeconfig(workdir / "kubeconfig", url, token=token)
+    print(f"\n[engines] kube-apiserver (test) ready at {url} (pid {svc.pid}) in {time.monotonic() - started:.2f}s")
+    try:
+        yield KubeAPI(url=url, kubeconfig=kubeconfig, token=token, pid=svc.pid)
+    finally:
+        svc.stop()
+
+
+# --------------------------------------------------------------------------- MLflow server on PostgreSQL
+
+
+def create_database(postgres: Service, prefix: str) -> str:
+    """A fresh, empty database on the ``postgres`` engine (made with psql); returns its URL."""
+    import os
+    import shutil
+    import subprocess
+    import urllib.parse
+    import uuid
+
+    from mlctl.core.services import find_binary
+
+    psql = shutil.which("psql") or find_binary("psql")
+    if psql is None:
+        pytest.fail("psql not found: apt-get install postgresql-client", pytrace=False)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    result = subprocess.run([psql, postgres.url, "-X", "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"'],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "PGCONNECT_TIMEOUT": "5"})
+    if result.returncode != 0:
+        pytest.fail(f"psql could not create database {name}: {result.stderr.strip()}", pytrace=False)
+    parts = urllib.parse.urlsplit(postgres.url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """MLflow tracking server ``http://127.0.0.1:PORT``: one worker, job execution off, backend store in a
+    fresh PostgreSQL database on the ``postgres`` engine (``postgresql+psycopg://``), artifacts proxied
+    by the server into a temporary folder. ``info['backend_store_uri']`` names the database."""
+    from mlctl.core.services import engine, get_recipe, http_probe, mlflow_recipe
+
+    backend = create_database(postgres, "mlflow").replace("postgresql://", "postgresql+psycopg://", 1)
+    default = get_recipe("mlflow")
+    engine("mlflow", package=default.package, probe=http_probe("/health"), start_timeout=default.start_timeout)(
+        mlflow_recipe(backend))
+    try:
+        yield from _engine("mlflow", tmp_path_factory)
+    finally:
+        engine("mlflow", package=default.package, probe=default.probe, start_timeout=default.start_timeout)(
+            default.build)

@@ -154,3 +154,11 @@ def test_parse_value() -> None:
     assert cfg.parse_value("null") is None
     assert cfg.parse_value("[1, 2") == "[1, 2"
     assert cfg.parse_value("{a: 1}") == "{a: 1}"
+
+
+def test_error_inside_a_mapping_value_names_the_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    (project / "mlctl.yaml").write_text("train:\n  gates:\n    min_nonsense: 0.5\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load_config()
+    assert info.value.message.startswith(f"{project / 'mlctl.yaml'}:2: train.gates")
