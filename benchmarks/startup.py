@@ -26,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, write_section  # noqa: E402 - benchmarks/ is not a package
+
 TARGET_S = 0.15
 
 
@@ -108,20 +110,6 @@ def main() -> None:
     print(text)
     if args.write_docs:
         write_section("startup", text, result)
-
-
-def write_section(name: str, table: str, result: dict[str, object]) -> None:
-    """Replace the section between ``<!-- bench:NAME -->`` markers in docs/benchmarks.md."""
-    doc = REPO / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = (f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on {result['machine']}, Python {result['python']}."
-             f"\n\n{table}\n{end}")
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + f"\n\n{block}\n"
-    doc.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""Helpers shared by the benchmark scripts: machine description and the docs/benchmarks.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    """``x86_64, 2 cores`` style description of this machine."""
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def write_section(name: str, table: str, result: dict[str, object], doc: Path = DOC) -> None:
+    """Replace the section between ``<!-- bench:NAME -->`` markers in docs/benchmarks.md."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = (f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on {result['machine']}, Python {result['python']}."
+             f"\n\n{table}\n{end}")
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{block}\n"
+    doc.write_text(text)

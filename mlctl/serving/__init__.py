@@ -1,0 +1,84 @@
+"""The model server: an ASGI app with adaptive micro-batching, and the process that runs it.
+
+Public API (imported on first use, so ``import mlctl.serving`` stays light and a missing
+``serve`` extra is reported by name):
+
+* :class:`Predictor` -- a :class:`~mlctl.lifecycle.deploy.base.ModelArtifact` plus its loaded
+  estimator; ``Predictor.from_artifact(artifact)`` loads and verifies it.
+* :func:`create_app` -- the FastAPI app: ``POST /v1/predict``, ``GET /health``, ``/ready``,
+  ``/metadata``, ``/metrics``.
+* :func:`run_server` -- uvicorn on ``host:port`` or an inherited socket ``fd``, ready file,
+  graceful SIGTERM.
+* :func:`serve_model` -- resolve ``NAME@ALIAS`` in the registry and serve it (``mlctl serve model``).
+* :class:`MicroBatcher` and its errors, :class:`InputSchema`, :class:`ServerMetrics`.
+
+``python -m mlctl.serving --artifact DIR/artifact.json --port 8000`` runs one server process.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlctl.serving.app import create_app
+    from mlctl.serving.batching import MicroBatcher, NotRunning, QueueFull, TooManyRows
+    from mlctl.serving.metrics import ServerMetrics
+    from mlctl.serving.predictor import Predictor
+    from mlctl.serving.runner import ServerInfo, run_server, serve_model
+    from mlctl.serving.schema import InputSchema, RecordsInvalid
+
+_EXPORTS = {
+    "Predictor": "mlctl.serving.predictor",
+    "create_app": "mlctl.serving.app",
+    "run_server": "mlctl.serving.runner",
+    "serve_model": "mlctl.serving.runner",
+    "ServerInfo": "mlctl.serving.runner",
+    "MicroBatcher": "mlctl.serving.batching",
+    "QueueFull": "mlctl.serving.batching",
+    "TooManyRows": "mlctl.serving.batching",
+    "NotRunning": "mlctl.serving.batching",
+    "InputSchema": "mlctl.serving.schema",
+    "RecordsInvalid": "mlctl.serving.schema",
+    "ServerMetrics": "mlctl.serving.metrics",
+}
+#: third-party modules the server needs, and the pip extra that brings them
+_EXTRA_OF = {"fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "prometheus_client": "serve",
+             "numpy": "ml"}
+
+__all__ = [
+    "InputSchema",
+    "MicroBatcher",
+    "NotRunning",
+    "Predictor",
+    "QueueFull",
+    "RecordsInvalid",
+    "ServerInfo",
+    "ServerMetrics",
+    "TooManyRows",
+    "create_app",
+    "run_server",
+    "serve_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'mlctl.serving' has no attribute {name!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in _EXTRA_OF:
+            from mlctl.core.errors import MissingExtra
+
+            raise MissingExtra(missing, _EXTRA_OF[missing], feature="the model server") from exc
+        raise
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,0 +1,153 @@
+"""``mlctl serve model``: options -> resolve_model -> Predictor.from_artifact -> run_server; output and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+import mlctl.lifecycle.registry as registry
+import mlctl.serving.runner as runner
+from mlctl.core.errors import NotFound
+from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.serialize import save_model
+from mlctl.serving import Predictor
+from tests.commands.test_fast_start import HEAVY, loaded
+
+SIG = {"inputs": [{"name": f"f{i}", "type": "double"} for i in range(3)], "outputs": [{"name": "y", "type": "long"}]}
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> ModelArtifact:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    est = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    path = tmp_path / "m" / "model.skops"
+    return ModelArtifact(name="fraud", version="4", alias="champion", path=path, sha256=save_model(est, path),
+                         signature=SIG)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch, saved: ModelArtifact) -> dict[str, Any]:
+    """resolve_model returns ``saved``; run_server records its arguments and reports ready."""
+    seen: dict[str, Any] = {}
+
+    def resolve(ref: str, loaded_config: Any) -> ModelArtifact:
+        seen["ref"] = ref
+        seen["config_port"] = loaded_config.config.deploy.port
+        if ref.startswith("missing"):
+            raise NotFound(f"model '{ref}' not found", hint="mlctl models list")
+        return saved
+
+    def run_server(predictor: Predictor, **kwargs: Any) -> None:
+        seen["predictor"] = predictor
+        seen.update(kwargs)
+        kwargs["on_ready"](runner.ServerInfo(predictor.name, predictor.version, predictor.artifact.alias,
+                                             predictor.artifact.sha256, f"http://{kwargs['host']}:{kwargs['port']}",
+                                             1234))
+
+    monkeypatch.setattr(registry, "resolve_model", resolve)
+    monkeypatch.setattr(runner, "run_server", run_server)
+    return seen
+
+
+def test_serve_model_resolves_loads_and_serves_with_the_flags(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              calls: dict[str, Any], saved: ModelArtifact) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "model", "fraud@champion", "--port", "9001", "--host", "0.0.0.0", "--max-batch", "32",
+            "--max-wait-ms", "1.5", "--queue-size", "200")
+    assert r.code == 0, r.err
+    assert r.out == ""
+    assert r.err == "Serving fraud version 4 (champion) at http://0.0.0.0:9001 (Ctrl-C to stop)\n"
+    assert calls["ref"] == "fraud@champion"
+    predictor = calls["predictor"]
+    assert isinstance(predictor, Predictor) and predictor.artifact == saved and predictor.fast_path
+    assert {k: calls[k] for k in ("host", "port", "max_batch", "max_wait_ms", "queue_size", "log_level")} == {
+        "host": "0.0.0.0", "port": 9001, "max_batch": 32, "max_wait_ms": 1.5, "queue_size": 200,
+        "log_level": "warning"}
+
+
+def test_the_port_defaults_to_deploy_port(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                          calls: dict[str, Any]) -> None:
+    monkeypatch.chdir(project)  # its mlctl.yaml sets deploy.port: 8100
+    r = cli("serve", "model", "fraud@champion")
+    assert r.code == 0, r.err
+    assert calls["port"] == 8100 and calls["host"] == "127.0.0.1"
+    assert (calls["max_batch"], calls["max_wait_ms"], calls["queue_size"]) == (64, 2.0, 1024)
+
+
+def test_json_output_is_one_document_once_ready(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                calls: dict[str, Any], saved: ModelArtifact) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "model", "fraud@champion", "-p", "9002", "-o", "json")
+    assert r.code == 0 and r.err == ""
+    assert json.loads(r.out) == {"model": "fraud", "version": "4", "alias": "champion", "sha256": saved.sha256,
+                                 "endpoint": "http://127.0.0.1:9002", "pid": 1234}
+
+
+def test_quiet_prints_nothing_and_verbose_shows_server_logs(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            calls: dict[str, Any]) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "model", "fraud@champion", "-q")
+    assert r.code == 0 and r.out == "" and r.err == ""
+    r = cli("serve", "model", "fraud@champion", "-v")
+    assert r.code == 0 and calls["log_level"] == "info"
+
+
+def test_an_unknown_model_exits_2_with_the_registry_message(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            calls: dict[str, Any]) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "model", "missing@champion", "-o", "json")
+    assert r.code == 2 and r.out == ""
+    assert json.loads(r.err) == {"error": {"type": "NotFound", "message": "model 'missing@champion' not found",
+                                           "hint": "mlctl models list"}}
+    assert "predictor" not in calls
+
+
+def test_a_tampered_model_exits_1(cli, project: Path, monkeypatch: pytest.MonkeyPatch, calls: dict[str, Any],
+                                  saved: ModelArtifact) -> None:
+    monkeypatch.chdir(project)
+    Path(saved.path).write_bytes(Path(saved.path).read_bytes() + b"!")
+    r = cli("serve", "model", "fraud@champion")
+    assert r.code == 1
+    assert r.err.startswith("Error: model file ") and "refusing to load it" in r.err
+    assert "predictor" not in calls
+
+
+def test_a_port_in_use_exits_1_with_a_hint(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                           saved: ModelArtifact) -> None:
+    import socket
+
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(registry, "resolve_model", lambda ref, loaded_config: saved)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = cli("serve", "model", "fraud@champion", "--port", str(port))
+    assert r.code == 1
+    assert r.err.splitlines() == [f"Error: port {port} on 127.0.0.1 is already in use",
+                                  "Hint: choose another --port, or stop what listens there"]
+
+
+@pytest.mark.parametrize("args", [["serve", "model"], ["serve", "model", "m@a", "--port", "70000"],
+                                  ["serve", "model", "m@a", "--max-batch", "0"]])
+def test_usage_errors_exit_2(cli, args: list[str]) -> None:
+    assert cli(*args).code == 2
+
+
+def test_help_has_an_example(cli) -> None:
+    r = cli("serve", "model", "--help")
+    assert r.code == 0 and "Example: mlctl serve model fraud@champion --port 8000" in r.out
+    r = cli("serve", "--help")
+    assert r.code == 0 and "model" in r.out
+
+
+@pytest.mark.parametrize("args", [["serve", "--help"], ["serve", "model", "--help"]])
+def test_serve_help_imports_nothing_heavy(args: list[str], project: Path) -> None:
+    result = loaded(args, project, [*HEAVY, "fastapi", "uvicorn", "starlette", "prometheus_client"])
+    assert result == {"code": 0, "heavy": []}
