@@ -63,7 +63,10 @@ test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not scenario" tests $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python benchmarks/startup.py --write-docs
+	$(BIN)/python benchmarks/serve_single.py --rounds 3 --write-docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage htmlcov
