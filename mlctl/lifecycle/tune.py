@@ -143,6 +143,39 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
+#: Two workers starting on a new shared storage race to create Optuna's tables; the loser gets a
+#: unique-key violation from the database and simply tries again once the winner is done.
+_CREATE_ATTEMPTS = 6
+
+
+def _creation_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return type(exc).__name__ == "IntegrityError" or "duplicate key" in text or "already exists" in text
+
+
+def _open_study(optuna: Any, name: str, storage: str, direction: str, pruner: Any) -> Any:
+    """Create or load the study, retrying the schema-creation race of concurrent first starts."""
+    import time
+
+    from mlctl.core.errors import ServiceUnavailable
+
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, direction=direction, pruner=pruner,
+                                       load_if_exists=True)
+        except ImportError as exc:
+            raise OperationFailed(f"--tune-storage {redact(storage)}: missing database driver: {exc}",
+                                  hint="pip install 'mlctl[postgres]' for PostgreSQL") from exc
+        except Exception as exc:  # SQLAlchemy connection errors and the like
+            if _creation_race(exc) and attempt < _CREATE_ATTEMPTS - 1:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise ServiceUnavailable(f"cannot open the Optuna study storage {redact(storage)}: "
+                                     f"{str(exc).splitlines()[0]}",
+                                     hint="check --tune-storage and that the database server runs") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def tune(spec: TrainSpec, X: Any, y: Any, *, classes: list[Any] | None,  # noqa: N803
          make_model: Callable[[dict[str, Any]], Any], base_params: Mapping[str, Any], fixed: Mapping[str, Any],
          n_trials: int, timeout: float | None, storage: str, name: str, shared: bool,
@@ -163,18 +196,7 @@ def tune(spec: TrainSpec, X: Any, y: Any, *, classes: list[Any] | None,  # noqa:
     folds = spec.cv or DEFAULT_TUNE_FOLDS
     space = search_space(spec, fixed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    try:
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction,
-                                    pruner=pruner, load_if_exists=True)
-    except ImportError as exc:
-        raise OperationFailed(f"--tune-storage {redact(storage)}: missing database driver: {exc}",
-                              hint="pip install 'mlctl[postgres]' for PostgreSQL") from exc
-    except Exception as exc:  # SQLAlchemy connection errors and the like
-        from mlctl.core.errors import ServiceUnavailable
-
-        raise ServiceUnavailable(f"cannot open the Optuna study storage {redact(storage)}: "
-                                 f"{str(exc).splitlines()[0]}",
-                                 hint="check --tune-storage and that the database server runs") from None
+    study = _open_study(optuna, name, storage, direction, pruner)
     if study.direction.name.lower() != direction:
         raise UsageError(f"study '{name}' optimises in the other direction ({study.direction.name.lower()})")
     before = len(study.trials)

@@ -97,3 +97,34 @@ def test_a_trial_that_fails_does_not_stop_the_study(tmp_path: Path) -> None:
         "decision_tree", "classification", p), base_params={}, fixed={}, n_trials=6, timeout=None,
         storage=tune.storage_url(tmp_path, None), name="s2", shared=False)
     assert result.failed >= 1 and result.complete >= 1 and result.best_params == {"max_depth": 3}
+
+
+def test_open_study_retries_the_schema_creation_race(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loser of two workers creating a new storage's tables retries; other errors do not."""
+    import optuna
+
+    from mlctl.core.errors import ServiceUnavailable
+    from mlctl.lifecycle import tune as tune_mod
+
+    class IntegrityError(Exception):
+        pass
+
+    calls: list[int] = []
+    real = optuna.create_study
+
+    def racy(**kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) < 3:
+            raise IntegrityError('duplicate key value violates unique constraint "pg_type_typname_nsp_index"')
+        return real(**kwargs)
+
+    monkeypatch.setattr(optuna, "create_study", racy)
+    study = tune_mod._open_study(optuna, "s", "sqlite:///:memory:", "maximize", None)
+    assert study.study_name == "s" and len(calls) == 3
+
+    def down(**kwargs: object) -> object:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(optuna, "create_study", down)
+    with pytest.raises(ServiceUnavailable, match="connection refused"):
+        tune_mod._open_study(optuna, "s", "postgresql://u:secret@127.0.0.1:1/db", "maximize", None)
