@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 # Debian packages of the real engines the integration tests start on loopback.
-DEB_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-pushgateway
+DEB_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-pushgateway docker.io debootstrap
 COV_MIN ?= 80
 PYTEST_ARGS ?=
 

@@ -502,3 +502,188 @@ def mlflow_recipe(backend_store_uri: str | None = None, artifacts_destination: P
 
 engine("mlflow", package="mlflow (pip install 'mlctl[tracking]')", probe=http_probe("/health"),
        start_timeout=180.0)(mlflow_recipe())
+
+
+# --------------------------------------------------------------------------- Docker engine
+
+
+def _unix_socket_path(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    return parts.path if parts.scheme == "unix" else None
+
+
+def docker_api(url: str, method: str, path: str, *, body: object = None, headers: Mapping[str, str] | None = None,
+               timeout: float = 5.0) -> tuple[int, bytes]:
+    """One request to the Docker engine API at ``url`` (``unix:///PATH`` or ``tcp://HOST:PORT``).
+
+    ``body`` may be bytes or a binary file object (streamed with its size as Content-Length).
+    Returns ``(status, body)``; raises :class:`OSError` when the engine cannot be reached.
+    """
+    import http.client
+    import socket
+
+    socket_path = _unix_socket_path(url)
+    if socket_path is not None:
+
+        class _UnixConnection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(socket_path)
+                self.sock = sock
+
+        conn: http.client.HTTPConnection = _UnixConnection("localhost", timeout=timeout)
+    else:
+        host, port = _split_url(url.replace("tcp://", "http://", 1), 2375)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    all_headers = dict(headers or {})
+    if body is not None and hasattr(body, "read"):
+        all_headers.setdefault("Content-Length", str(os.fstat(body.fileno()).st_size))  # type: ignore[attr-defined]
+    try:
+        conn.request(method, path, body=body, headers=all_headers)  # type: ignore[arg-type]
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def docker_ready(url: str) -> bool:
+    """True when ``GET /_ping`` on the Docker engine at ``url`` answers ``OK``."""
+    try:
+        status, body = docker_api(url, "GET", "/_ping", timeout=1.0)
+    except (OSError, ValueError):
+        return False
+    return status == 200 and body.strip() == b"OK"
+
+
+@engine("docker", package="docker.io", env_var="MLCTL_TEST_DOCKER_URL", probe=docker_ready, start_timeout=60.0)
+def _docker(workdir: Path, port: int) -> EngineSpec:
+    """A private dockerd: its own data-root, exec-root, pidfile and unix socket; no bridge, no iptables.
+
+    ``port`` is unused: the engine answers on ``unix://.../docker.sock`` only. The socket, exec-root
+    and pidfile live in a short temporary folder (unix socket paths are limited to 108 bytes),
+    removed once the engine stopped; images and containers live in ``workdir/data``.
+    """
+    import tempfile
+
+    binary = require_binary("dockerd")
+    run_dir = Path(tempfile.mkdtemp(prefix="mlctl-dockerd-"))
+    sock = run_dir / "docker.sock"
+    url = f"unix://{sock}"
+    argv = [binary, *_pairs({
+        "--host": url,
+        "--data-root": str(workdir / "data"),
+        "--exec-root": str(run_dir / "exec"),
+        "--pidfile": str(run_dir / "docker.pid"),
+        "--shutdown-timeout": "5",
+    }), "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"]
+    return EngineSpec(
+        argv=argv,
+        url=url,
+        ready=lambda: docker_ready(url),
+        env={"DOCKER_HOST": url},
+        cleanup=[run_dir],
+        info={"socket": str(sock), "run_dir": str(run_dir), "data_root": str(workdir / "data")},
+    )
+
+
+def release_docker_dirs(info: Mapping[str, str]) -> None:
+    """After a private dockerd stopped: unmount what it left mounted below its folders, then remove them.
+
+    dockerd leaves ``EXEC_ROOT/netns/default`` (an nsfs bind mount) behind when it exits; the data
+    root holds every image and container layer of the session.
+    """
+    import shutil
+
+    roots = [info[key] for key in ("run_dir", "data_root") if info.get(key)]
+    try:
+        with open("/proc/mounts", encoding="utf-8") as fh:
+            mounts = [line.split()[1].replace("\\040", " ") for line in fh if len(line.split()) > 1]
+    except OSError:
+        mounts = []
+    for mount in sorted(mounts, key=len, reverse=True):
+        if any(mount == root or mount.startswith(root.rstrip("/") + "/") for root in roots):
+            subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+#: the base image model images are built FROM (Debian bookworm's CPython 3.11, from debootstrap)
+BASE_IMAGE = "local/python:3.11-bookworm"
+_BASE_PACKAGES = "python3,python3-venv,ca-certificates"
+
+
+def cache_root() -> Path:
+    """mlctl's cache: ``$MLCTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlctl``, else ``~/.cache/mlctl``."""
+    explicit = os.environ.get("MLCTL_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlctl"
+
+
+def base_image_tarball(cache: Path | None = None, *, suite: str = "bookworm",
+                       mirror: str = "http://deb.debian.org/debian") -> Path:
+    """A root filesystem tarball of Debian ``suite`` with python3 and venv, made with debootstrap once.
+
+    Cached as ``CACHE/base-images/python3-SUITE.tar`` (``CACHE``: ``$MLCTL_CACHE_DIR`` or
+    ``~/.cache/mlctl``); later calls return the cached file at once. Needs root and ``debootstrap``.
+    """
+    import shutil
+    import tempfile
+
+    target = (cache or cache_root()) / "base-images" / f"python3-{suite}.tar"
+    if target.is_file():
+        return target
+    debootstrap = require_binary("debootstrap", package="debootstrap")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlctl-rootfs-", dir=target.parent) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        result = subprocess.run(
+            [debootstrap, "--variant=minbase", f"--include={_BASE_PACKAGES}", suite, str(rootfs), mirror],
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+            raise ServiceUnavailable(f"debootstrap of {suite} failed ({result.returncode}):\n{tail}",
+                                     hint=f"it needs root and access to {mirror}")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for entry in (rootfs / junk).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        partial = Path(tmp) / "rootfs.tar"
+        tar = subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."],
+                             capture_output=True, text=True)
+        if tar.returncode != 0:
+            raise ServiceUnavailable(f"could not pack the base image's root filesystem: {tar.stderr.strip()[-300:]}")
+        shutil.move(str(partial), target)
+    return target
+
+
+def ensure_base_image(url: str, image: str = BASE_IMAGE, *, cache: Path | None = None) -> str:
+    """Make sure the Docker engine at ``url`` has ``image``; import it from the cached tarball if not.
+
+    No registry is contacted: the tarball comes from :func:`base_image_tarball` (debootstrap, once
+    per machine, about 40 s) and is imported with ``POST /images/create?fromSrc=-``. Returns ``image``.
+    """
+    import json
+
+    quoted = urllib.parse.quote(image, safe="")
+    try:
+        status, _ = docker_api(url, "GET", f"/images/{quoted}/json")
+    except OSError as exc:
+        raise ServiceUnavailable(f"the Docker engine at {url} is unreachable: {exc}",
+                                 hint="is dockerd running? set services.docker / DOCKER_HOST") from None
+    if status == 200:
+        return image
+    tarball = base_image_tarball(cache)
+    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+    changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["python3"]']
+    query = urllib.parse.urlencode([("fromSrc", "-"), ("repo", repo), ("tag", tag),
+                                    *(("changes", change) for change in changes)])
+    with open(tarball, "rb") as body:
+        status, answer = docker_api(url, "POST", f"/images/create?{query}", body=body,
+                                    headers={"Content-Type": "application/x-tar"}, timeout=600)
+    errors = [line for line in answer.decode(errors="replace").splitlines() if '"error"' in line]
+    if status != 200 or errors:
+        message = json.loads(errors[-1]).get("error") if errors else answer.decode(errors="replace")[-300:]
+        raise ServiceUnavailable(f"importing {tarball} as {image} failed ({status}): {message}")
+    return image

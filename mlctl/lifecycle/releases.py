@@ -92,8 +92,9 @@ def get_target(target: str, loaded: LoadedConfig) -> DeployTarget:
 
         return K8sTarget.from_url(target)
     if target == "docker":
-        raise UsageError("the docker target is not available in this release of mlctl",
-                         hint="use --target local, or --target k8s://CONTEXT/NAMESPACE")
+        from mlctl.lifecycle.deploy.docker import DockerTarget
+
+        return DockerTarget(base_url=loaded.config.services.docker)
     raise UsageError(f"unknown deploy target {target!r}", hint="local, docker or k8s://CONTEXT/NAMESPACE")
 
 

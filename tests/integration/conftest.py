@@ -175,3 +175,42 @@ def mlflow_server(postgres: Service, tmp_path_factory: pytest.TempPathFactory) -
     finally:
         engine("mlflow", package=default.package, probe=default.probe, start_timeout=default.start_timeout)(
             default.build)
+
+
+# --------------------------------------------------------------------------- Docker engine
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A private dockerd: ``unix:///tmp/mlctl-dockerd-XXXX/docker.sock``, its own data-root, exec-root and
+    pidfile, no bridge, no iptables (containers use the host network). ``MLCTL_TEST_DOCKER_URL`` names an
+    engine that already runs instead. At the end its folders (images and containers) are removed."""
+    from mlctl.core.services import release_docker_dirs
+
+    engine = _engine("docker", tmp_path_factory)
+    svc = next(engine)
+    try:
+        yield svc
+    finally:
+        next(engine, None)  # stops dockerd (its containers stop with it)
+        if svc.pid is not None:
+            release_docker_dirs(getattr(svc, "info", {}))
+
+
+@pytest.fixture(scope="session")
+def docker_base_image(docker_engine: Service) -> str:
+    """``local/python:3.11-bookworm`` in the engine, never pulled: imported from the tarball cached in
+    ``~/.cache/mlctl/base-images/`` (made with debootstrap on the first session, about 40 s to 2 min)."""
+    from mlctl.core.services import BASE_IMAGE, ensure_base_image
+
+    started = time.monotonic()
+    try:
+        image = ensure_base_image(docker_engine.url, BASE_IMAGE)
+    except ServiceUnavailable as exc:
+        failure = exc.message + (f"\nhint: {exc.hint}" if exc.hint else "")
+    else:
+        failure = ""
+    if failure:
+        pytest.fail(f"the base image {BASE_IMAGE} could not be made: {failure}", pytrace=False)
+    print(f"\n[engines] docker base image {image} ready in {time.monotonic() - started:.2f}s")
+    return image

@@ -146,7 +146,7 @@ def test_get_target_dispatch(project: Path, monkeypatch: pytest.MonkeyPatch) -> 
     loaded = load_config()
     assert releases.get_target("local", loaded).kind == "local"
     assert releases.get_target("k8s://dev/ml", loaded).kind == "k8s"
-    with pytest.raises(UsageError, match="docker target is not available"):
-        releases.get_target("docker", loaded)
+    docker = releases.get_target("docker", loaded)
+    assert docker.kind == "docker" and docker.base_url == loaded.config.services.docker
     with pytest.raises(UsageError, match="unknown deploy target"):
         releases.get_target("moon", loaded)

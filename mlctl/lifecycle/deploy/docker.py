@@ -1,0 +1,640 @@
+"""The ``docker`` deploy target: one image per model version, one container per deployment.
+
+:meth:`DockerTarget.apply` prepares a build context in a temporary folder::
+
+    Dockerfile            rendered from templates/deploy/Dockerfile (non-root, HEALTHCHECK, CMD)
+    model/artifact.json   the artifact's metadata, its path relative to model/
+    model/<model file>    the serialized model, copied
+    wheels/requirements.txt   what ``python -m mlctl.serving`` needs, pinned to this environment's versions
+    wheels/deps/*.whl     their wheels (and their dependencies'), for CPython 3.11 on manylinux x86_64
+    wheels/mlctl/*.whl    a wheel of mlctl built from the source checkout this mlctl runs from
+
+and builds it through the Docker engine's API with the network off (``network_mode="none"``): the
+image installs everything with ``pip install --no-index --find-links``, so a build needs neither a
+registry nor a package index. The dependency wheels are downloaded once into
+``~/.cache/mlctl/wheelhouse/`` (``$MLCTL_CACHE_DIR`` moves it) and reused by later builds; the
+engine's layer cache then makes a second model version's build take seconds. The image is tagged
+``mlctl/<model>:<version>`` (the same name the k8s target deploys) and labelled with the model's
+sha256 and the deployment's config hash.
+
+The container, ``mlctl-<deployment>``, runs with host networking (the server binds ``host:PORT``
+on this machine, loopback by default), restart policy ``on-failure`` and ``PORT``/``HOST`` in its
+environment. Replacing a deployment is stop-then-start, because two containers on the host network
+cannot share a port: the new image is built while the old container still serves, then the old
+container is stopped (SIGTERM: it drains in-flight requests) and renamed ``mlctl-<name>-previous``,
+the new one is started and awaited. If the new one does not become ready, it is removed and the
+previous one started again before the error is raised. The downtime is the new server's start-up,
+a few seconds. Deploying the same image with the same configuration again changes nothing.
+
+The ``docker`` package (``pip install 'mlctl[docker]'``) is imported only inside the methods that
+talk to an engine; :meth:`DockerTarget.plan` and :func:`render_dockerfile` need none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from mlctl.core.errors import MissingExtra, NotFound, OperationFailed, ServiceUnavailable, UsageError
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
+from mlctl.lifecycle.deploy.k8s_manifests import default_image
+
+__all__ = [
+    "DEFAULT_BASE_IMAGE",
+    "DEFAULT_DOCKER_URL",
+    "DockerTarget",
+    "build_context",
+    "cache_dir",
+    "container_name",
+    "mlctl_wheel",
+    "render_dockerfile",
+    "runtime_requirements",
+]
+
+DEFAULT_BASE_IMAGE = "local/python:3.11-bookworm"
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
+LABEL = "dev.mlctl"
+#: what ``python -m mlctl.serving`` imports, beyond mlctl's own dependencies
+SERVE_PACKAGES = ["fastapi", "uvicorn[standard]", "prometheus-client", "numpy", "scipy", "joblib", "threadpoolctl"]
+FLAVOR_PACKAGES = {"sklearn": ["scikit-learn", "skops"], "torch": ["torch"]}
+CORE_PACKAGES = ["pydantic", "typer", "rich", "PyYAML", "ruamel.yaml"]
+#: the image's interpreter: Debian bookworm's CPython 3.11 on glibc 2.36, x86_64
+WHEEL_PLATFORMS = [
+    "manylinux_2_36_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x86_64",
+    "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64", "manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+]
+_SOURCE_PARTS = ("pyproject.toml", "README.md", "mlctl", "commands", "templates")
+_ENGINE_HINT = "is dockerd running? set services.docker in mlctl.yaml (or MLCTL_SERVICES__DOCKER / DOCKER_HOST)"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def validate_name(name: str) -> str:
+    """A deployment name is a DNS-1123 label (what :func:`~mlctl.lifecycle.releases.deployment_name` makes).
+
+    >>> validate_name("fraud-model")
+    'fraud-model'
+    """
+    if len(name) > 63 or not _NAME.match(name):
+        raise UsageError(f"invalid deployment name {name!r}",
+                         hint="use at most 63 lowercase letters, digits and '-' (e.g. fraud-model)")
+    return name
+
+
+def container_name(deployment: str) -> str:
+    """``mlctl-<deployment>``.
+
+    >>> container_name("fraud-model")
+    'mlctl-fraud-model'
+    """
+    return f"mlctl-{validate_name(deployment)}"
+
+
+def render_dockerfile(spec: DeploySpec, base_image: str = DEFAULT_BASE_IMAGE) -> str:
+    """The Dockerfile for ``spec``: templates/deploy/Dockerfile with its ``{{names}}`` filled in."""
+    text = resources.files("mlctl.templates").joinpath("deploy", "Dockerfile").read_text(encoding="utf-8")
+    values = {
+        "base_image": base_image,
+        "port": str(int(spec.port)),
+        "model_name": _label_text(spec.model.name),
+        "model_version": _label_text(spec.model.version),
+    }
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def _label_text(value: str) -> str:
+    return "".join(ch for ch in str(value) if ch.isprintable() and ch not in '"\\$`')
+
+
+def runtime_requirements(flavor: str = "sklearn") -> list[str]:
+    """What the image installs, each pinned to the version installed here (unpinned when absent).
+
+    The image then runs the same library versions the model was trained and tested with.
+    """
+    if flavor not in FLAVOR_PACKAGES:
+        raise UsageError(f"the docker target cannot serve models of flavor {flavor!r}",
+                         hint=f"flavors: {', '.join(FLAVOR_PACKAGES)}")
+    out = []
+    for requirement in [*CORE_PACKAGES, *SERVE_PACKAGES, *FLAVOR_PACKAGES[flavor]]:
+        name = requirement.split("[", 1)[0]
+        try:
+            out.append(f"{requirement}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(requirement)
+    return out
+
+
+# --------------------------------------------------------------------------- wheelhouse
+
+
+def cache_dir() -> Path:
+    """``$MLCTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlctl``, else ``~/.cache/mlctl``."""
+    from mlctl.core.services import cache_root
+
+    return cache_root()
+
+
+def source_root() -> Path | None:
+    """The source checkout this mlctl is imported from (a folder with pyproject.toml), or None."""
+    import mlctl
+
+    root = Path(mlctl.__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "mlctl" / "__init__.py").is_file() else None
+
+
+def _pip(args: list[str], what: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr + result.stdout).splitlines()
+                 if line.strip() and not line.startswith("WARNING: Location")]
+        raise OperationFailed(f"could not {what}: " + " | ".join(lines[-8:]),
+                              hint="the wheels are prepared on this machine: it needs access to a package index "
+                                   "(or pass a ready wheelhouse to DockerTarget)")
+
+
+def _tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for part in _SOURCE_PARTS:
+        base = root / part
+        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
+                continue
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def mlctl_wheel(cache: Path | None = None) -> Path:
+    """A wheel of mlctl built (``pip wheel --no-deps``) from its source checkout; cached by source hash.
+
+    The sources are copied to a temporary folder first, so the build writes nothing into the checkout.
+    """
+    root = source_root()
+    if root is None:
+        raise OperationFailed("mlctl does not run from a source checkout, so no wheel of it can be built",
+                              hint="pass DockerTarget(wheelhouse=DIR) with an mlctl-*.whl in DIR")
+    out = (cache or cache_dir()) / "mlctl-wheels" / _tree_hash(root)
+    found = sorted(out.glob("mlctl-*.whl"))
+    if found:
+        return found[-1]
+    with tempfile.TemporaryDirectory(prefix="mlctl-wheel-") as tmp:
+        src = Path(tmp) / "mlctl-source"
+        src.mkdir()
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        for part in _SOURCE_PARTS:
+            if (root / part).is_dir():
+                shutil.copytree(root / part, src / part, ignore=ignore)
+            elif (root / part).is_file():
+                shutil.copy2(root / part, src / part)
+        built = Path(tmp) / "out"
+        _pip(["wheel", "--quiet", "--no-deps", "-w", str(built), str(src)], "build a wheel of mlctl")
+        out.mkdir(parents=True, exist_ok=True)
+        wheel = next(built.glob("mlctl-*.whl"))
+        shutil.move(str(wheel), out / wheel.name)
+    return out / wheel.name
+
+
+def dependency_wheels(requirements: list[str], cache: Path | None = None) -> Path:
+    """A folder holding wheels of ``requirements`` and their dependencies for the image's Python.
+
+    Downloaded once (``pip download --only-binary=:all:`` for CPython 3.11, manylinux x86_64) into the
+    cache, under a key of the requirement list; a ``.complete`` file marks a finished download.
+    """
+    key = hashlib.sha256(json.dumps([requirements, WHEEL_PLATFORMS]).encode()).hexdigest()[:16]
+    folder = (cache or cache_dir()) / "wheelhouse" / key
+    if (folder / ".complete").is_file():
+        return folder
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    platforms = [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
+    _pip(["download", "--quiet", "-d", str(partial), "--only-binary=:all:", "--python-version", "3.11",
+          "--implementation", "cp", "--abi", "cp311", *platforms, *requirements],
+         "download the wheels the image needs")
+    (partial / ".complete").write_text("\n".join(requirements) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def build_context(spec: DeploySpec, ctx: Path, *, base_image: str = DEFAULT_BASE_IMAGE,
+                  wheelhouse: Path | None = None, cache: Path | None = None) -> Path:
+    """Fill ``ctx`` with everything the image build needs (see the module docstring); returns ``ctx``.
+
+    ``wheelhouse``, when given, is a folder of ready wheels used instead of downloading (an
+    ``mlctl-*.whl`` in it is used instead of building one).
+    """
+    model_file = Path(spec.model.path)
+    if not model_file.is_file():
+        raise NotFound(f"model file of {spec.model.ref} not found: {model_file}",
+                       hint="the artifact must be resolved to a local file before deploying")
+    requirements = runtime_requirements(spec.model.flavor)
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text(render_dockerfile(spec, base_image), encoding="utf-8")
+    model_dir = ctx / "model"
+    model_dir.mkdir(exist_ok=True)
+    shutil.copy2(model_file, model_dir / model_file.name)
+    from dataclasses import replace
+
+    replace(spec.model, path=model_dir / model_file.name).to_json(model_dir / "artifact.json")
+
+    wheels = ctx / "wheels"
+    (wheels / "deps").mkdir(parents=True, exist_ok=True)
+    (wheels / "mlctl").mkdir(parents=True, exist_ok=True)
+    (wheels / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    given = sorted(Path(wheelhouse).glob("mlctl-*.whl")) if wheelhouse is not None else []
+    own = given[-1] if given else mlctl_wheel(cache)
+    _link_or_copy(own, wheels / "mlctl" / own.name)
+    deps = Path(wheelhouse) if wheelhouse is not None else dependency_wheels(requirements, cache)
+    for wheel in sorted(deps.glob("*.whl")):
+        if not wheel.name.startswith("mlctl-"):
+            _link_or_copy(wheel, wheels / "deps" / wheel.name)
+    return ctx
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def _nano_cpus(cpu: str) -> int | None:
+    """Kubernetes CPU quantity -> Docker nano CPUs: ``"500m"`` -> 500000000."""
+    try:
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    except (TypeError, ValueError):
+        return None
+    return int(cores * 1e9) if cores > 0 else None
+
+
+def _mem_bytes(memory: str) -> int | None:
+    """Kubernetes memory quantity -> bytes: ``"512Mi"`` -> 536870912."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if memory.endswith(suffix):
+            try:
+                return int(float(memory[: -len(suffix)]) * factor)
+            except ValueError:
+                return None
+    try:
+        return int(memory)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- the target
+
+
+class DockerTarget(DeployTarget):
+    """Model servers as containers of images built with the model baked in.
+
+    ``base_url`` is the engine's API (``unix:///PATH/docker.sock`` or ``tcp://HOST:PORT``; None:
+    ``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``); ``base_image`` must hold ``python3``
+    with ``venv`` (no registry is contacted: the image must already be in the engine);
+    ``wheelhouse`` a folder of ready wheels (None: downloaded once into the cache); ``host`` the
+    address the server binds with host networking and where it is reached.
+    """
+
+    kind = "docker"
+
+    def __init__(self, *, base_url: str | None = None, base_image: str = DEFAULT_BASE_IMAGE,
+                 wheelhouse: Path | None = None, host: str = "127.0.0.1", timeout_s: float = 300.0,
+                 cache: Path | None = None) -> None:
+        self.base_url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL
+        self.base_image = base_image
+        self.wheelhouse = Path(wheelhouse) if wheelhouse is not None else None
+        self.host = host
+        self.timeout_s = timeout_s
+        self.cache = cache
+        self._docker: Any = None
+        #: the output of the last image build (its steps show which layers came from the cache)
+        self.last_build_log: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"DockerTarget(base_url={self.base_url!r})"
+
+    # -- engine --------------------------------------------------------------------------------
+    def _client(self) -> Any:
+        if self._docker is not None:
+            return self._docker
+        try:
+            import docker
+        except ImportError:
+            raise MissingExtra("docker", "docker", feature="the docker deploy target") from None
+        try:
+            self._docker = docker.DockerClient(base_url=self.base_url, version="auto", timeout=int(self.timeout_s))
+        except docker.errors.DockerException as exc:
+            raise ServiceUnavailable(f"the Docker engine at {self.base_url} is unreachable: {_short(exc)}",
+                                     hint=_ENGINE_HINT) from None
+        return self._docker
+
+    def close(self) -> None:
+        if self._docker is not None:
+            with contextlib.suppress(Exception):
+                self._docker.close()
+            self._docker = None
+
+    @contextlib.contextmanager
+    def _engine(self, what: str) -> Iterator[None]:
+        """Map the SDK's failures: transport -> ServiceUnavailable, API errors -> OperationFailed."""
+        import docker
+        import requests
+
+        try:
+            yield
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise ServiceUnavailable(f"the Docker engine at {self.base_url} stopped answering while trying to "
+                                     f"{what}: {_short(exc)}", hint=_ENGINE_HINT) from None
+        except docker.errors.APIError as exc:
+            raise OperationFailed(f"the Docker engine refused to {what}: {exc.explanation or exc}",
+                                  details={"status": exc.status_code}) from None
+
+    def _container(self, name: str) -> Any:
+        import docker
+
+        client = self._client()
+        with self._engine(f"inspect container {container_name(name)}"):
+            try:
+                return client.containers.get(container_name(name))
+            except docker.errors.NotFound:
+                return None
+
+    # -- build ---------------------------------------------------------------------------------
+    def image_for(self, spec: DeploySpec) -> str:
+        """``mlctl/<model>:<version>``, as the k8s target names it."""
+        return default_image(spec)
+
+    def _labels(self, spec: DeploySpec) -> dict[str, str]:
+        return {
+            f"{LABEL}.managed-by": "mlctl",
+            f"{LABEL}.model": spec.model.name,
+            f"{LABEL}.version": str(spec.model.version),
+            f"{LABEL}.model-sha256": spec.model.sha256,
+            f"{LABEL}.config-hash": spec.config_hash(),
+        }
+
+    def build(self, spec: DeploySpec) -> Any:
+        """Build (or find in the layer cache) the image for ``spec``; returns the SDK's Image."""
+        import docker
+
+        client = self._client()
+        with self._engine(f"inspect the base image {self.base_image}"):
+            try:
+                client.images.get(self.base_image)
+            except docker.errors.ImageNotFound:
+                raise OperationFailed(
+                    f"the base image {self.base_image} is not in the Docker engine at {self.base_url}",
+                    hint="no registry is contacted: make it once with "
+                         "`mlctl.core.services.ensure_base_image(URL)` (debootstrap), or `docker load` one",
+                ) from None
+        with tempfile.TemporaryDirectory(prefix="mlctl-docker-ctx-") as tmp:
+            ctx = build_context(spec, Path(tmp), base_image=self.base_image, wheelhouse=self.wheelhouse,
+                                cache=self.cache)
+            with self._engine(f"build {self.image_for(spec)}"):
+                try:
+                    image, log = client.images.build(
+                        path=str(ctx), tag=self.image_for(spec), labels=self._labels(spec),
+                        network_mode="none", rm=True, forcerm=True, pull=False,
+                    )
+                    self.last_build_log = [_log_line(chunk) for chunk in log]
+                except docker.errors.BuildError as exc:
+                    lines = [_log_line(chunk) for chunk in exc.build_log]
+                    tail = [line for line in lines if line][-10:]
+                    raise OperationFailed(f"building {self.image_for(spec)} failed: {exc.msg}\n" + "\n".join(tail),
+                                          hint="the last lines of the build log are above",
+                                          details={"build_log": tail}) from None
+        return image
+
+    # -- DeployTarget --------------------------------------------------------------------------
+    def plan(self, spec: DeploySpec) -> DeployPlan:
+        """The steps and the rendered Dockerfile; talks to no engine."""
+        self._check(spec)
+        name, image = container_name(spec.name), self.image_for(spec)
+        endpoint = f"http://{self.host}:{spec.port}"
+        actions = [
+            f"prepare a build context: {spec.model.ref} ({Path(spec.model.path).name}), artifact.json, "
+            f"a wheelhouse for {spec.model.flavor} serving (cached in {self.cache or cache_dir()})",
+            f"build image {image} FROM {self.base_image} with the network off, on {self.base_url}",
+            f"stop container {name} if it runs another image or configuration (brief downtime: one port)",
+            f"run container {name} ({image}, host network, restart on-failure, PORT={spec.port}) on {endpoint}",
+            f"wait up to {spec.ready_timeout_s:g}s for {endpoint}/ready",
+        ]
+        manifests = [{"kind": "Dockerfile", "name": image, "text": render_dockerfile(spec, self.base_image)}]
+        return DeployPlan(target=self.kind, actions=actions, manifests=manifests)
+
+    def _check(self, spec: DeploySpec) -> None:
+        validate_name(spec.name)
+        if spec.replicas != 1:
+            raise UsageError(f"the docker target runs one container per deployment, not {spec.replicas}",
+                             hint="use --replicas 1, or the k8s target for several replicas")
+        runtime_requirements(spec.model.flavor)
+
+    def apply(self, spec: DeploySpec) -> DeploymentStatus:
+        """Build the image, replace the container (stop-then-start) and wait until it is ready."""
+        import docker
+
+        self._check(spec)
+        client = self._client()
+        image = self.build(spec)
+        name = container_name(spec.name)
+        labels = {**self._labels(spec), f"{LABEL}.deployment": spec.name, f"{LABEL}.port": str(spec.port),
+                  f"{LABEL}.host": self.host, f"{LABEL}.alias": spec.model.alias or ""}
+        current = self._container(spec.name)
+        if current is not None and current.image.id == image.id and current.status == "running" \
+                and current.labels.get(f"{LABEL}.config-hash") == labels[f"{LABEL}.config-hash"]:
+            self._wait_ready(current, spec)  # the same image and configuration: nothing to change
+            status = self.status(spec.name)
+            assert status is not None
+            return status
+        from mlctl.lifecycle.deploy.local import port_in_use
+
+        if current is None and port_in_use(self.host, spec.port):
+            raise UsageError(f"port {spec.port} is already in use on {self.host}",
+                             hint="pass --port with a free port, or --port 0 to pick one")
+        previous = None
+        with self._engine(f"replace container {name}"):
+            stale = self._by_name(name + "-previous")
+            if stale is not None:
+                stale.remove(force=True)
+            if current is not None:
+                current.stop(timeout=10)
+                current.rename(name + "-previous")
+                previous = current
+            kwargs: dict[str, Any] = {}
+            if _nano_cpus(spec.cpu):
+                kwargs["nano_cpus"] = _nano_cpus(spec.cpu)
+            if _mem_bytes(spec.memory):
+                kwargs["mem_limit"] = _mem_bytes(spec.memory)
+            try:
+                container = client.containers.run(
+                    image.id, name=name, detach=True, network_mode="host", labels=labels,
+                    environment={**spec.env, "PORT": str(spec.port), "HOST": self.host},
+                    restart_policy={"Name": "on-failure", "MaximumRetryCount": 3}, **kwargs)
+            except docker.errors.APIError:
+                self._restore(previous, name)
+                raise
+        try:
+            self._wait_ready(container, spec)
+        except BaseException:
+            with self._engine(f"remove the failed container {name}"):
+                container.remove(force=True)
+                self._restore(previous, name)
+            raise
+        if previous is not None:
+            with self._engine(f"remove the previous container of {spec.name}"):
+                previous.remove(force=True)
+        status = self.status(spec.name)
+        assert status is not None
+        return status
+
+    def _by_name(self, full_name: str) -> Any:
+        import docker
+
+        try:
+            return self._client().containers.get(full_name)
+        except docker.errors.NotFound:
+            return None
+
+    def _restore(self, previous: Any, name: str) -> None:
+        """Put the previous container back under its name and start it again."""
+        if previous is None:
+            return
+        previous.rename(name)
+        previous.start()
+
+    def _wait_ready(self, container: Any, spec: DeploySpec) -> None:
+        url = f"http://{self.host}:{spec.port}/ready"
+        deadline = time.monotonic() + spec.ready_timeout_s
+        while True:
+            with self._engine(f"inspect container {container.name}"):
+                container.reload()
+            state = container.attrs.get("State", {})
+            if _http_ok(url) or (state.get("Health") or {}).get("Status") == "healthy":
+                return
+            if state.get("Status") in ("exited", "dead") or state.get("Restarting"):
+                raise OperationFailed(
+                    f"container {container.name} stopped while starting (exit code {state.get('ExitCode')}): "
+                    + self._tail(container, 5),
+                    hint=f"see `mlctl deploy logs {spec.name}`")
+            if time.monotonic() >= deadline:
+                raise OperationFailed(
+                    f"container {container.name} not ready after {spec.ready_timeout_s:.0f}s: "
+                    + self._tail(container, 5),
+                    hint=f"see `mlctl deploy logs {spec.name}`; raise --timeout for slow models")
+            time.sleep(0.2)
+
+    def _tail(self, container: Any, n: int) -> str:
+        with contextlib.suppress(Exception):
+            text = container.logs(tail=n).decode("utf-8", errors="replace")
+            return " | ".join(text.strip().splitlines()[-n:]) or "(no output)"
+        return "(no logs)"
+
+    def status(self, name: str) -> DeploymentStatus | None:
+        container = self._container(name)
+        if container is None:
+            return None
+        labels = container.labels
+        state = container.attrs.get("State", {})
+        running = state.get("Status") == "running"
+        port = labels.get(f"{LABEL}.port")
+        host = labels.get(f"{LABEL}.host", self.host)
+        ready = running and port is not None and _http_ok(f"http://{host}:{port}/ready")
+        health_status = (state.get("Health") or {}).get("Status")
+        health = "healthy" if ready else "down" if not running or health_status == "unhealthy" else "unknown"
+        return DeploymentStatus(
+            name=name,
+            target=self.kind,
+            model=labels.get(f"{LABEL}.model", name),
+            version=labels.get(f"{LABEL}.version", "?"),
+            alias=labels.get(f"{LABEL}.alias") or None,
+            replicas_desired=1,
+            replicas_ready=1 if ready else 0,
+            endpoint=f"http://{host}:{port}" if running and port else None,
+            health=health,
+            digest=container.image.id,
+            details={
+                "container": container.name,
+                "container_id": container.id,
+                "image": (container.image.tags or [None])[0],
+                "state": state.get("Status"),
+                "docker_health": health_status,
+                "restart_count": container.attrs.get("RestartCount", 0),
+                "model_sha256": labels.get(f"{LABEL}.model-sha256"),
+                "config_hash": labels.get(f"{LABEL}.config-hash"),
+            },
+        )
+
+    def stop(self, name: str) -> bool:
+        """Stop and remove the container (SIGTERM, 10 s, then SIGKILL); False when there was none."""
+        container = self._container(name)
+        if container is None:
+            return False
+        import docker
+
+        with self._engine(f"remove container {container.name}"):
+            try:
+                container.stop(timeout=10)
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                return False
+        return True
+
+    def logs(self, name: str, tail: int = 100) -> str:
+        container = self._container(name)
+        if container is None:
+            raise NotFound(f"no container for deployment {name!r} on {self.base_url}",
+                           hint="it was stopped (stopping removes the container) or never deployed here")
+        with self._engine(f"read the logs of {container.name}"):
+            text: str = container.logs(tail=tail, stdout=True, stderr=True).decode("utf-8", errors="replace")
+        return text
+
+    def list(self) -> list[str]:
+        """Names of the deployments with a container on this engine."""
+        with self._engine("list containers"):
+            found = self._client().containers.list(all=True, filters={"label": f"{LABEL}.managed-by=mlctl"})
+        return sorted({c.labels.get(f"{LABEL}.deployment") for c in found if c.labels.get(f"{LABEL}.deployment")})
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with _NO_PROXY.open(url, timeout=1.0) as resp:
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _log_line(chunk: Any) -> str:
+    if isinstance(chunk, dict):
+        return str(chunk.get("stream") or chunk.get("error") or chunk.get("status") or "").rstrip("\n")
+    return str(chunk).rstrip("\n")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text[-300:]

@@ -1,0 +1,164 @@
+"""The docker deploy target against a real Docker engine (a private dockerd from the harness).
+
+The whole path: build an image with the model baked in (hermetic: wheels prepared on the host,
+network off during the build) -> run it on the host network -> POST /v1/predict answers with the
+model's version -> deploy a second version (the container is replaced and the new version
+answers) -> the logs hold the server's start line -> stop is idempotent. Also: the same deploy
+twice changes nothing, and a failing build reports the build log's last lines.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from mlctl.core.errors import NotFound, OperationFailed
+from mlctl.core.proc import free_port
+from mlctl.core.services import Service
+from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.deploy.docker import (
+    DockerTarget,
+    cache_dir,
+    dependency_wheels,
+    mlctl_wheel,
+    runtime_requirements,
+)
+from mlctl.lifecycle.serialize import save_model
+
+FEATURES = [f"f{i}" for i in range(4)]
+SIGNATURE = {"inputs": [{"name": f, "type": "double"} for f in FEATURES],
+             "outputs": [{"name": "label", "type": "long"}]}
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@pytest.fixture(scope="module")
+def wheel_cache() -> Path:
+    """The real cache (~/.cache/mlctl), resolved before the per-test HOME is swapped in."""
+    return cache_dir()
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(wheel_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mlctl's wheel and its dependencies' frozen for this module (the checkout may change meanwhile:
+    other edits would give a new mlctl wheel, hence a new image, between two deploys)."""
+    folder = tmp_path_factory.mktemp("docker-wheelhouse")
+    deps = dependency_wheels(runtime_requirements("sklearn"), wheel_cache)
+    for wheel in [mlctl_wheel(wheel_cache), *deps.glob("*.whl")]:
+        (folder / wheel.name).hardlink_to(wheel)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelArtifact]:
+    folder = tmp_path_factory.mktemp("docker-models")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(300, 4))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    out = {}
+    for version, trees in (("1", 5), ("2", 9)):
+        estimator = RandomForestClassifier(n_estimators=trees, max_depth=4, random_state=int(version)).fit(x, y)
+        path = folder / f"iris-v{version}.skops"
+        sha = save_model(estimator, path)
+        out[version] = ModelArtifact("iris", version, "champion", path, sha, "sklearn", SIGNATURE)
+    return out
+
+
+@pytest.fixture
+def target(docker_engine: Service, docker_base_image: str, wheelhouse: Path) -> Iterator[DockerTarget]:
+    t = DockerTarget(base_url=docker_engine.url, base_image=docker_base_image, wheelhouse=wheelhouse)
+    try:
+        yield t
+    finally:
+        for name in t.list():
+            t.stop(name)
+        t.close()
+
+
+def _predict(endpoint: str, rows: list[list[float]]) -> dict:
+    body = json.dumps({"records": [dict(zip(FEATURES, row, strict=True)) for row in rows]}).encode()
+    request = urllib.request.Request(endpoint + "/v1/predict", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with _NO_PROXY.open(request, timeout=10) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def test_build_run_predict_replace_logs_stop(target: DockerTarget, models: dict[str, ModelArtifact]) -> None:
+    import docker
+
+    port = free_port()
+    spec1 = DeploySpec("iris-api", models["1"], port=port, ready_timeout_s=120)
+    first = target.apply(spec1)
+    assert first.target == "docker" and first.health == "healthy" and first.replicas_ready == 1
+    assert first.endpoint == f"http://127.0.0.1:{port}"
+    assert first.version == "1" and first.alias == "champion" and first.digest and first.digest.startswith("sha256:")
+    answer = _predict(first.endpoint, [[1.0, 1.0, 0.0, 0.0], [-2.0, -1.0, 0.0, 0.0]])
+    assert answer["model"] == "iris" and answer["version"] == "1" and answer["predictions"] == [1, 0]
+
+    client = docker.DockerClient(base_url=target.base_url)
+    try:
+        image = client.images.get("mlctl/iris:1")
+        assert image.id == first.digest
+        assert image.labels["dev.mlctl.model-sha256"] == models["1"].sha256
+        assert image.labels["dev.mlctl.config-hash"] == spec1.config_hash()
+        assert image.attrs["Config"]["User"] == "10001:10001"
+        assert image.attrs["Config"]["Healthcheck"]["Test"][0] == "CMD"
+        container = client.containers.get("mlctl-iris-api")
+        assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+        assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
+        first_id = container.id
+
+        # the same deploy again changes nothing
+        again = target.apply(spec1)
+        assert again.digest == first.digest and again.details["container_id"] == first_id
+
+        # a second version replaces the container on the same port
+        second = target.apply(DeploySpec("iris-api", models["2"], port=port, ready_timeout_s=120))
+        assert second.version == "2" and second.health == "healthy" and second.digest != first.digest
+        assert second.details["container_id"] != first_id
+        assert _predict(second.endpoint, [[1.0, 1.0, 0.0, 0.0]])["version"] == "2"
+        names = sorted(c.name for c in client.containers.list(all=True, filters={"label": "dev.mlctl.managed-by"}))
+        assert names == ["mlctl-iris-api"]
+    finally:
+        client.close()
+
+    status = target.status("iris-api")
+    assert status is not None and status.version == "2" and status.details["model_sha256"] == models["2"].sha256
+    logs = target.logs("iris-api", tail=200)
+    assert "serving iris version 2 at" in logs
+
+    assert target.stop("iris-api") is True
+    assert target.stop("iris-api") is False
+    assert target.status("iris-api") is None
+    with pytest.raises(NotFound):
+        target.logs("iris-api")
+
+
+def test_failed_build_reports_the_last_log_lines(docker_engine: Service, docker_base_image: str,
+                                                 wheel_cache: Path, models: dict[str, ModelArtifact],
+                                                 tmp_path: Path) -> None:
+    # a wheelhouse with mlctl's wheel but none of its dependencies: pip in the image cannot install
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    own = mlctl_wheel(wheel_cache)
+    (wheelhouse / own.name).write_bytes(own.read_bytes())
+    target = DockerTarget(base_url=docker_engine.url, base_image=docker_base_image, wheelhouse=wheelhouse)
+    spec = DeploySpec("broken-api", models["1"], port=free_port(), ready_timeout_s=30)
+    with pytest.raises(OperationFailed) as caught:
+        target.apply(spec)
+    assert "building mlctl/iris:1 failed" in caught.value.message
+    assert "No matching distribution" in caught.value.message or "Could not find a version" in caught.value.message
+    assert target.status("broken-api") is None
+
+
+def test_missing_base_image_is_reported_without_a_pull(docker_engine: Service, models: dict[str, ModelArtifact],
+                                                       tmp_path: Path) -> None:
+    target = DockerTarget(base_url=docker_engine.url, base_image="local/never-built:1", wheelhouse=tmp_path)
+    with pytest.raises(OperationFailed, match="local/never-built:1 is not in the Docker engine"):
+        target.apply(DeploySpec("no-base", models["1"], port=free_port()))
