@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,24 @@ def docker_base_image(docker_engine: Service) -> str:
         pytest.fail(f"the base image {BASE_IMAGE} could not be made: {failure}", pytrace=False)
     print(f"\n[engines] docker base image {image} ready in {time.monotonic() - started:.2f}s")
     return image
+
+
+@pytest.fixture(scope="module")
+def api(kube_api: Any) -> Iterator[Any]:
+    """An official-client ApiClient for the Kubernetes API test server."""
+    api_client = kube_api.client()
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def ns(api: Any) -> Iterator[str]:
+    """A fresh namespace on the Kubernetes API test server, deleted afterwards."""
+    import uuid
+
+    from kubernetes import client
+
+    name = f"ns-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(api).delete_namespace(name)

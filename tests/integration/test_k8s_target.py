@@ -41,21 +41,6 @@ def _spec(version: str, *, name: str = "fraud-api", **kwargs: Any) -> DeploySpec
     return DeploySpec(name=name, model=model, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def api(kube_api: KubeAPI) -> Iterator[Any]:
-    api_client = kube_api.client()
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def ns(api: Any) -> Iterator[str]:
-    name = f"ml-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(api).delete_namespace(name)
-
-
 @pytest.fixture
 def target(kube_api: KubeAPI, ns: str) -> Iterator[K8sTarget]:
     tgt = K8sTarget(None, ns, kubeconfig=str(kube_api.kubeconfig), timeout_s=30, poll_interval_s=0.1)
@@ -184,11 +169,11 @@ def test_rollout_that_never_gets_ready_times_out(kube_api: KubeAPI, target: K8sT
     target.apply(_spec("1", replicas=1))
     target.timeout_s = 2
     broken = K8sTarget(None, ns, kubeconfig=str(kube_api.kubeconfig), image="registry.local/fraud:broken",
-                       timeout_s=2, poll_interval_s=0.1)  # fmt: skip
+                       timeout_s=5, poll_interval_s=0.1)  # fmt: skip
     with kube_api.faults(unready_images=["*:broken"]), pytest.raises(OperationFailed) as err:
         broken.apply(_spec("2", replicas=1))
     exc = err.value
-    assert "not ready after 2s" in exc.message and "readiness probe" in exc.message
+    assert "not ready after 5s" in exc.message and "readiness probe" in exc.message
     assert exc.hint and f"-n {ns} describe deployment fraud-api" in exc.hint
     assert exit_code_for(exc) == 1
     status = target.status("fraud-api")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,21 +32,6 @@ def _until(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def api(kube_api: KubeAPI) -> Iterator[Any]:
-    api_client = kube_api.client()
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def ns(api: Any) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(api).delete_namespace(name)
 
 
 def _deployment(name: str = "web", replicas: int = 2, image: str = "web:1", **labels: str) -> dict[str, Any]:
