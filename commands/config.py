@@ -47,16 +47,13 @@ def get(
 
     Example: mlctl config get deploy.port
     """
-    from mlctl.core.config import known_keys
+    from mlctl.core.config import key_hint
     from mlctl.core.errors import NotFound
 
     loaded = load()
     values = loaded.values()
     if key not in values:
-        import difflib
-
-        close = difflib.get_close_matches(key, known_keys(), n=1)
-        raise NotFound(f"unknown config key '{key}'", hint=f"did you mean '{close[0]}'?" if close else None)
+        raise NotFound(f"unknown config key '{key}'", hint=key_hint(key))
     if ui.format is OutputFormat.table:
         render(values[key])
     else:

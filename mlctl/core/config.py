@@ -370,13 +370,20 @@ def parse_value(raw: str) -> Any:
     return value if isinstance(value, (str, int, float, bool)) or value is None else raw
 
 
+def key_hint(key: str) -> str:
+    """The hint for an unknown dotted key: the closest known one, if any.
+
+    >>> key_hint("deploy.prot")
+    "did you mean 'deploy.port'?"
+    """
+    close = difflib.get_close_matches(key, known_keys(), n=1)
+    return f"did you mean '{close[0]}'?" if close else "see `mlctl config show` for the known keys"
+
+
 def set_value(project_file: Path, key: str, raw: str) -> Any:
     """Set ``key`` in the project file, keeping its comments and layout; returns the new value."""
-    keys = known_keys()
-    if key not in keys:
-        close = difflib.get_close_matches(key, keys, n=1)
-        raise ConfigError(f"unknown config key '{key}'",
-                          hint=f"did you mean '{close[0]}'?" if close else "see `mlctl config show`")
+    if key not in known_keys():
+        raise ConfigError(f"unknown config key '{key}'", hint=key_hint(key))
     value = parse_value(raw)
     data, _ = read_yaml_file(project_file)
     _merge(data, _unflatten({key: value}), {}, "flag")
