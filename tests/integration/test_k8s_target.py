@@ -170,13 +170,15 @@ def test_rollout_that_never_gets_ready_times_out(kube_api: KubeAPI, target: K8sT
     target.timeout_s = 2
     broken = K8sTarget(None, ns, kubeconfig=str(kube_api.kubeconfig), image="registry.local/fraud:broken",
                        timeout_s=5, poll_interval_s=0.1)  # fmt: skip
-    with kube_api.faults(unready_images=["*:broken"]), pytest.raises(OperationFailed) as err:
-        broken.apply(_spec("2", replicas=1))
+    # The status is read while the fault still holds: once it is lifted the broken pod turns ready.
+    with kube_api.faults(unready_images=["*:broken"]):
+        with pytest.raises(OperationFailed) as err:
+            broken.apply(_spec("2", replicas=1))
+        status = target.status("fraud-api")
     exc = err.value
     assert "not ready after 5s" in exc.message and "readiness probe" in exc.message
     assert exc.hint and f"-n {ns} describe deployment fraud-api" in exc.hint
     assert exit_code_for(exc) == 1
-    status = target.status("fraud-api")
     assert status is not None and status.replicas_ready == 1  # maxUnavailable 0: the old pod still serves
     assert status.health == "degraded" and status.details["rollout"] != "complete"
 
