@@ -1,7 +1,7 @@
 """The project's state store: one SQLite file under ``.mlctl/``.
 
-It holds runs, releases, deployments and alerts. The schema is versioned with
-``PRAGMA user_version`` and moved forward by :data:`MIGRATIONS`; a file from a newer
+It holds runs, releases, deployments and alerts (with the detect loop's alert outbox). The
+schema is versioned with ``PRAGMA user_version`` and moved forward by :data:`MIGRATIONS`; a file from a newer
 mlctl, or one that is not a database, raises :class:`StateError` and is never touched.
 WAL mode and a busy timeout make concurrent CLI invocations safe: every write is one
 ``BEGIN IMMEDIATE`` transaction, retried while another process holds the lock.
@@ -77,10 +77,34 @@ MIGRATIONS: list[Sequence[str]] = [
         "UPDATE releases SET deployment = model, revision = id WHERE deployment IS NULL",
         "CREATE INDEX releases_deployment ON releases(deployment, revision)",
     ),
+    (  # 3: alert state for the detect loop (series, dedup, resolution) and the durable alert outbox
+        "ALTER TABLE alerts ADD COLUMN series TEXT",
+        "ALTER TABLE alerts ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE alerts ADD COLUMN last_anomaly_ts REAL",
+        "ALTER TABLE alerts ADD COLUMN normal_count INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE alerts ADD COLUMN last_sent_ts REAL",
+        "CREATE INDEX alerts_source_status ON alerts(source, status)",
+        """CREATE TABLE alert_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            sink TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        )""",
+        "CREATE INDEX alert_outbox_pending ON alert_outbox(source, status, sink, id)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+#: The tables ``counts()`` reports (what ``mlctl status`` shows).
 TABLES = ("runs", "releases", "deployments", "alerts")
-_JSON_COLUMNS = {"params", "metrics", "details", "spec", "labels"}
+#: Internal tables, readable and writable through the same methods but not counted.
+INTERNAL_TABLES = ("alert_outbox",)
+_JSON_COLUMNS = {"params", "metrics", "details", "spec", "labels", "annotations", "payload"}
 
 
 def utcnow() -> str:
@@ -129,8 +153,9 @@ class StateStore:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StateError(f"cannot create {self.path.parent}: {exc.strerror}",
-                                 hint="check the folder's permissions") from exc
+                raise StateError(
+                    f"cannot create {self.path.parent}: {exc.strerror}", hint="check the folder's permissions"
+                ) from exc
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
@@ -143,8 +168,9 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             self.close()
             if "readonly" in str(exc) or "unable to open" in str(exc):
-                raise StateError(f"cannot open state file {self.path}: {exc}",
-                                 hint="check the file and folder permissions") from exc
+                raise StateError(
+                    f"cannot open state file {self.path}: {exc}", hint="check the file and folder permissions"
+                ) from exc
             raise StateError(
                 f"state file {self.path} is corrupt: {exc}",
                 hint="mlctl left it untouched; move it aside to start a fresh state, or restore a backup",
@@ -214,8 +240,10 @@ class StateStore:
 
     @staticmethod
     def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: json.dumps(v, sort_keys=True) if k in _JSON_COLUMNS and not isinstance(v, str) else v
-                for k, v in row.items()}
+        return {
+            k: json.dumps(v, sort_keys=True) if k in _JSON_COLUMNS and not isinstance(v, str) else v
+            for k, v in row.items()
+        }
 
     @staticmethod
     def _decode(row: sqlite3.Row) -> dict[str, Any]:
@@ -226,7 +254,7 @@ class StateStore:
         return out
 
     def _check_table(self, table: str) -> None:
-        if table not in TABLES:
+        if table not in TABLES and table not in INTERNAL_TABLES:
             raise ValueError(f"unknown state table {table!r}")
 
     def insert(self, table: str, row: Mapping[str, Any], *, replace: bool = False) -> int:
@@ -251,8 +279,15 @@ class StateStore:
             return tx.execute(f"UPDATE {table} SET {sets} WHERE {conds}", params).rowcount
 
     # -- reading ---------------------------------------------------------------------------------
-    def select(self, table: str, where: Mapping[str, Any] | None = None, *, order_by: str = "rowid",
-               limit: int | None = None, descending: bool = False) -> list[dict[str, Any]]:
+    def select(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str = "rowid",
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[dict[str, Any]]:
         """Rows of a table matching ``where`` (equality on each column)."""
         self._check_table(table)
         where = where or {}

@@ -38,10 +38,15 @@ def test_insert_select_update_roundtrip(tmp_path: Path) -> None:
     (r1,) = store.select("runs", {"id": "r1"})
     assert r1["status"] == "failed" and r1["metrics"] == {"f1": 0.5}
     assert [r["id"] for r in store.select("runs", descending=True, limit=1)] == ["r2"]
-    store.insert("deployments", {"name": "m", "model": "m", "version": "1", "target": "local",
-                                 "status": "up", "updated_at": utcnow()})
-    store.insert("deployments", {"name": "m", "model": "m", "version": "2", "target": "local",
-                                 "status": "up", "updated_at": utcnow()}, replace=True)
+    store.insert(
+        "deployments",
+        {"name": "m", "model": "m", "version": "1", "target": "local", "status": "up", "updated_at": utcnow()},
+    )
+    store.insert(
+        "deployments",
+        {"name": "m", "model": "m", "version": "2", "target": "local", "status": "up", "updated_at": utcnow()},
+        replace=True,
+    )
     assert [d["version"] for d in store.select("deployments")] == ["2"]
     with pytest.raises(ValueError):
         store.select("nope")
@@ -152,8 +157,9 @@ def test_migrates_a_version_1_file_forward(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     for statement in st.MIGRATIONS[0]:
         conn.execute(statement)
-    conn.execute("INSERT INTO releases (model, version, target, status, created_at) "
-                 "VALUES ('m', '1', 'local', 'active', 't')")
+    conn.execute(
+        "INSERT INTO releases (model, version, target, status, created_at) VALUES ('m', '1', 'local', 'active', 't')"
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -161,3 +167,39 @@ def test_migrates_a_version_1_file_forward(tmp_path: Path) -> None:
         assert store.schema_version == st.SCHEMA_VERSION
         (row,) = store.select("releases")
     assert row["model"] == "m" and row["deployment"] == "m" and row["revision"] == 1
+
+
+def test_migrates_a_version_2_file_forward(tmp_path: Path) -> None:
+    """A store written by schema 2 gains the alert state columns and the outbox, and keeps its alerts."""
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    for statements in st.MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO alerts (fingerprint, source, severity, status, summary, labels, started_at) "
+        "VALUES ('f', 'detect', 'warning', 'firing', 's', '{\"a\": \"1\"}', 't')"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with StateStore(path) as store:
+        assert store.schema_version == st.SCHEMA_VERSION == 3
+        (row,) = store.select("alerts")
+        assert row["labels"] == {"a": "1"} and row["annotations"] == {} and row["normal_count"] == 0
+        assert row["series"] is None and row["last_sent_ts"] is None
+        store.insert(
+            "alert_outbox",
+            {
+                "source": "detect",
+                "sink": "am",
+                "fingerprint": "f",
+                "kind": "firing",
+                "payload": {"labels": {"a": "1"}},
+                "created_at": utcnow(),
+            },
+        )
+        (queued,) = store.select("alert_outbox")
+        assert queued["payload"] == {"labels": {"a": "1"}} and queued["status"] == "pending"
+        assert queued["attempts"] == 0
+        assert set(store.counts()) == {"runs", "releases", "deployments", "alerts"}  # the outbox is internal

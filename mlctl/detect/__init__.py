@@ -1,0 +1,1 @@
+"""Anomaly detection on server metrics: detectors, sources, evaluation and the watch loop."""
