@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, load
 from mlctl.core.output import OutputFormat, render, ui
 
 
-def status(output: OutputOpt = OutputFormat.table, verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+def status(
+    live: Annotated[bool, typer.Option("--live", help="Also ask the Docker engine and clusters for their "
+                                       "deployments' state (slower; needs them reachable).")] = False,  # fmt: skip
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
     """Show the project: config file, tracking store, state counts.
 
     Lists deployments (target, model@alias, version, replicas ready/desired, endpoint, health,
-    age) and the latest runs.
+    age) and the latest runs. Local deployments are always checked live and Docker ones by
+    their endpoint; --live asks the Docker engine and Kubernetes clusters as well.
 
     Example: mlctl status -o json
     """
     from mlctl.status import project_status
 
-    result = project_status(load())
+    result = project_status(load(), live=live)
     render(result, table_data=result.table(), title=f"mlctl project {result.project}")
     if ui.format is OutputFormat.table:
         if result.deployments:

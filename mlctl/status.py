@@ -77,8 +77,8 @@ def _seconds_since(stamp: str | None) -> float | None:
         return None
 
 
-def project_status(loaded: LoadedConfig) -> ProjectStatus:
-    """Summarise the project; reads state without creating it."""
+def project_status(loaded: LoadedConfig, *, live: bool = False) -> ProjectStatus:
+    """Summarise the project; reads state without creating it (``live``: ask remote targets too)."""
     project_file = loaded.require_project()
     state_path = loaded.state_dir / STATE_FILE
     counts = read_counts(state_path)
@@ -99,11 +99,12 @@ def project_status(loaded: LoadedConfig) -> ProjectStatus:
         return result
     from mlctl.lifecycle.releases import deployment_statuses
 
-    for d in deployment_statuses(loaded):
+    for d in deployment_statuses(loaded, live=live):
         result.deployments.append({
             "name": d.name, "target": d.target, "model": d.model, "alias": d.alias, "version": d.version,
             "replicas_ready": d.replicas_ready, "replicas_desired": d.replicas_desired, "endpoint": d.endpoint,
             "health": d.health, "age_s": _seconds_since(d.details.get("updated_at")),
+            **({"error": d.details["error"]} if d.details.get("error") else {}),
         })
     with StateStore(state_path, create=False) as store:
         for run in store.select("runs", order_by="started_at", descending=True, limit=LATEST_RUNS):

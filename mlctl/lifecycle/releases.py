@@ -239,8 +239,31 @@ def logs(name: str, loaded: LoadedConfig, tail: int = 100) -> str:
     return get_target(releases[-1].target, loaded).logs(name, tail)
 
 
-def deployment_statuses(loaded: LoadedConfig) -> list[DeploymentStatus]:
-    """Every recorded deployment: live for local ones, last known for the others."""
+def _probe_ready(endpoint: str | None, timeout_s: float = 1.0) -> str | None:
+    """Health from a loopback endpoint's ``/ready``: healthy, degraded or down (None: not probed)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if not endpoint or urllib.parse.urlsplit(endpoint).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(endpoint.rstrip("/") + "/ready", timeout=timeout_s) as resp:
+            return "healthy" if resp.status == 200 else "degraded"
+    except urllib.error.HTTPError:
+        return "degraded"
+    except (urllib.error.URLError, OSError):
+        return "down"
+
+
+def deployment_statuses(loaded: LoadedConfig, *, live: bool = False) -> list[DeploymentStatus]:
+    """Every recorded deployment: live for local ones, last known for the others.
+
+    A Docker deployment's loopback endpoint is probed (``/ready``); with ``live`` every remote
+    target (Docker engine, cluster) is asked for its status, and an unreachable one is reported
+    as ``unknown`` with the reason in ``details["error"]``.
+    """
     path = loaded.state_dir / STATE_FILE
     if not path.exists():
         return []
@@ -248,16 +271,31 @@ def deployment_statuses(loaded: LoadedConfig) -> list[DeploymentStatus]:
         rows = store.select("deployments", order_by="name")
     out = []
     for row in rows:
-        live = None
+        live_status, error = None, None
         if row["target"] == "local":
             from mlctl.lifecycle.deploy.local import LocalTarget
 
-            live = LocalTarget(loaded.state_dir).status(row["name"])
+            live_status = LocalTarget(loaded.state_dir).status(row["name"])
+        elif live and row["status"] != "stopped":
+            from mlctl.core.errors import MlctlError
+
+            try:
+                live_status = get_target(row["target"], loaded).status(row["name"])
+            except MlctlError as exc:
+                error = exc.message
         spec = row.get("spec") or {}
-        out.append(live or DeploymentStatus(
+        known = DeploymentStatus(
             name=row["name"], target=row["target"], model=row["model"], version=row["version"],
             alias=spec.get("alias"), replicas_desired=int(spec.get("replicas", 1)), replicas_ready=0,
             endpoint=row["url"], health="unknown" if row["status"] != "stopped" else "down",
-            details={"updated_at": row["updated_at"]}))
+            details={"updated_at": row["updated_at"]})  # fmt: skip
+        if live_status is None and known.health == "unknown":
+            probed = _probe_ready(row["url"])
+            if probed is not None:
+                known.health = probed
+                known.replicas_ready = known.replicas_desired if probed == "healthy" else 0
+        if error:
+            known.details["error"] = error
+        out.append(live_status or known)
         out[-1].details["updated_at"] = row["updated_at"]
     return out

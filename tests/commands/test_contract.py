@@ -125,7 +125,7 @@ def test_quiet_hides_messages(cli) -> None:
 def test_keyboard_interrupt_exits_130(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlctl.status
 
-    def interrupted(loaded):  # noqa: ANN001, ANN202
+    def interrupted(loaded, **kwargs):  # noqa: ANN001, ANN003, ANN202
         raise KeyboardInterrupt
 
     monkeypatch.chdir(project)
@@ -136,7 +136,7 @@ def test_keyboard_interrupt_exits_130(cli, project: Path, monkeypatch: pytest.Mo
 def test_unexpected_error_is_reported_with_exit_1(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlctl.status
 
-    def broken(loaded):  # noqa: ANN001, ANN202
+    def broken(loaded, **kwargs):  # noqa: ANN001, ANN003, ANN202
         raise RuntimeError("kaput")
 
     monkeypatch.chdir(project)

@@ -150,3 +150,48 @@ def test_get_target_dispatch(project: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert docker.kind == "docker" and docker.base_url == loaded.config.services.docker
     with pytest.raises(UsageError, match="unknown deploy target"):
         releases.get_target("moon", loaded)
+
+
+def test_remote_statuses_probe_the_endpoint_or_ask_the_target(env: tuple[FakeTarget, dict[str, str]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import http.server
+    import threading
+
+    from mlctl.core.errors import ServiceUnavailable
+    from mlctl.core.proc import free_port
+
+    target, _ = env
+    loaded = load_config()
+    port = free_port()
+    releases.deploy("churn@champion", loaded, target="docker", port=port)
+    target.running.clear()  # the target no longer reports it: only the recorded row and the endpoint remain
+    (row,) = releases.deployment_statuses(loaded)
+    assert row.target == "docker" and row.health == "down" and row.replicas_ready == 0  # nothing listens
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/ready" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (row,) = releases.deployment_statuses(loaded)
+        assert row.health == "healthy" and row.replicas_ready == row.replicas_desired == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    releases.deploy("churn@champion", loaded, target="docker", port=port)
+    (row,) = releases.deployment_statuses(loaded, live=True)  # asks the target itself
+    assert row.health == "healthy" and "error" not in row.details
+
+    def unreachable(t: str, loaded: object) -> FakeTarget:
+        raise ServiceUnavailable("cannot reach the Docker engine")
+
+    monkeypatch.setattr(releases, "get_target", unreachable)
+    (row,) = releases.deployment_statuses(loaded, live=True)
+    assert row.health == "down" and row.details["error"] == "cannot reach the Docker engine"
