@@ -39,7 +39,7 @@ def _set_quiet(value: bool) -> bool:
 
 OutputOpt = Annotated[
     OutputFormat,
-    typer.Option("--output", "-o", help="Output format: table, json, yaml or jsonl.", callback=_set_output,
+    typer.Option("--output", "-o", help="Output format: table, json, yaml, jsonl or csv.", callback=_set_output,
                  case_sensitive=False, show_default=True),
 ]
 VerboseOpt = Annotated[

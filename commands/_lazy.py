@@ -27,6 +27,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("mlctl.commands.rollback:rollback",
                  "Roll a deployment back to the previous (or given) release, alias included."),
     "releases": ("mlctl.commands.rollback:releases", "List a deployment's releases, oldest first."),
+    "detect": ("mlctl.commands.detect:app",
+               "Detect anomalies in server metrics: score files, watch Prometheus, alert, evaluate."),
 }
 
 

@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mlctl.core.errors import ConfigError, NotAProject
+from mlctl.core.errors import ConfigError, NotAProject, UsageError
+from mlctl.detect.spec import DetectSpec
 from mlctl.lifecycle.spec import TrainSpec
 
 PROJECT_FILE = "mlctl.yaml"
@@ -97,6 +98,7 @@ class MlctlConfig(_Section):
     deploy: DeploySection = DeploySection()
     services: ServicesSection = ServicesSection()
     train: TrainSpec = TrainSpec()
+    detect: DetectSpec = DetectSpec()
 
 
 Origin = Literal["default", "user", "project", "env", "flag"]
@@ -368,6 +370,23 @@ def parse_value(raw: str) -> Any:
     except yaml.YAMLError:
         return raw
     return value if isinstance(value, (str, int, float, bool)) or value is None else raw
+
+
+def parse_params(items: Iterable[str], *, flag: str = "--param") -> dict[str, Any]:
+    """``["n_estimators=200", "max_depth=null"]`` -> ``{"n_estimators": 200, "max_depth": None}``.
+
+    Values are YAML scalars (numbers, ``true``/``false``, ``null``, text).
+
+    >>> parse_params(["alpha=0.5", "solver=lbfgs"])
+    {'alpha': 0.5, 'solver': 'lbfgs'}
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not key.strip().isidentifier():
+            raise UsageError(f"{flag} '{item}': expected NAME=VALUE", hint=f"e.g. {flag} n_estimators=200")
+        out[key.strip()] = parse_value(raw)
+    return out
 
 
 def key_hint(key: str) -> str:

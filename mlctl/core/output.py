@@ -32,6 +32,7 @@ class OutputFormat(enum.StrEnum):
     json = "json"
     yaml = "yaml"
     jsonl = "jsonl"
+    csv = "csv"
 
 
 class _Settings:
@@ -158,6 +159,8 @@ def render(
             out.write(_dump_json(item, indent=None) + "\n")
     elif fmt is OutputFormat.yaml:
         out.write(_dump_yaml(data))
+    elif fmt is OutputFormat.csv:
+        _write_csv(out, data, columns)
     else:
         shown = to_data(table_data) if table_data is not None else data
         if isinstance(shown, Mapping):
@@ -173,6 +176,34 @@ def render(
             return
         _console().print(renderable)
     out.flush()
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return _dump_json(value, indent=None)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+def _write_csv(out: IO[str], data: Any, columns: Sequence[str] | None) -> None:
+    """Rows of mappings as CSV with a header (a single mapping as key,value rows)."""
+    import csv
+
+    if isinstance(data, Mapping):
+        data = [{"key": k, "value": v} for k, v in data.items()]
+        columns = ["key", "value"]
+    elif not isinstance(data, list):
+        data = [{"value": data}]
+    rows = [r if isinstance(r, Mapping) else {"value": r} for r in data]
+    cols = list(columns or [])
+    if not cols:
+        for row in rows:
+            cols.extend(k for k in row if k not in cols)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in cols])
 
 
 def render_stream(items: Iterable[Any], *, fmt: OutputFormat | str | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 def run_scenario(name: str, **env: str) -> subprocess.CompletedProcess[str]:
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "NO_COLOR": "1", **env}
-    return subprocess.run(["bash", str(REPO / "scenarios" / name)], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+    return subprocess.run(
+        ["bash", str(REPO / "scenarios" / name)], capture_output=True, text=True, env=full_env, timeout=300
+    )
 
 
 def test_demo_scenario(tmp_path: Path) -> None:
@@ -28,7 +30,7 @@ def test_demo_scenario(tmp_path: Path) -> None:
     assert "wrote 16 files" in out
     assert "demo-service" in out and "tracking" in out
     start = out.index("== mlctl status -o json")
-    doc = json.loads(out[out.index("{", start): out.index("== mlctl doctor")])
+    doc = json.loads(out[out.index("{", start) : out.index("== mlctl doctor")])
     assert doc["project"] == "demo-service" and doc["template"] == "service"
     assert "optional engines" in out
     assert not list(tmp_path.glob("mlctl-demo.*"))  # the temporary project was cleaned up
@@ -42,7 +44,18 @@ def test_quickstart_scenario(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("mlctl-quickstart.*"))  # cleaned up, deployment stopped
 
 
+@pytest.mark.slow
+def test_detect_scenario(tmp_path: Path) -> None:
+    proc = run_scenario("detect.sh", TMPDIR=str(tmp_path), PYTHON=sys.executable)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert re.search(r"notifications: \[.*'firing'.*'resolved'", out), out[-2000:]
+    assert "detect: all steps passed" in out
+    assert not list(tmp_path.glob("mlctl-detect.*"))  # cleaned up, every process stopped
+
+
 def test_every_scenario_has_a_test() -> None:
-    tested = {"demo.sh"} | {p.name for p in (REPO / "scenarios").glob("*.sh")
-                            if f'"{p.name}"' in Path(__file__).read_text()}
+    tested = {"demo.sh"} | {
+        p.name for p in (REPO / "scenarios").glob("*.sh") if f'"{p.name}"' in Path(__file__).read_text()
+    }
     assert {p.name for p in (REPO / "scenarios").glob("*.sh")} <= tested
