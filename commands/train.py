@@ -46,7 +46,8 @@ def train(
 
     Example: mlctl train --tune 20 --register fraud -o json
     """
-    from mlctl.lifecycle.train import TrainOptions, parse_params, plan_training
+    from mlctl.core.config import parse_params
+    from mlctl.lifecycle.train import TrainOptions, plan_training
     from mlctl.lifecycle.train import train as run_training
 
     loaded = load({"tracking.uri": tracking_uri})

@@ -1,5 +1,5 @@
-"""Estimators by name: the built-in scikit-learn models, ``module:function`` models, and the
-default Optuna search space of each built-in.
+"""Estimators by name: the built-in scikit-learn models, ``module:function`` models, torch
+models (``torch:module:function``), and the default Optuna search space of each.
 
 The tables are plain data (class paths as strings) so the ``train:`` spec validates without
 importing scikit-learn; :func:`build_estimator` imports the class when a model is built.
@@ -9,12 +9,19 @@ estimator (anything with ``fit``/``predict`` and scikit-learn's ``get_params``/`
 the module is imported with the project root on ``sys.path``. ``params`` are applied with
 ``set_params`` in both cases, and ``random_state`` is set to the spec's seed unless given.
 
+A ``torch:module:function`` model names a function returning a ``torch.nn.Module``; mlctl trains it
+through :class:`mlctl.lifecycle.torch_model.TorchEstimator` (imported only when such a model is
+built), whose parameters are ``epochs``, ``lr``, ``batch_size``, ``weight_decay``, ``random_state``
+and ``module__<name>`` (passed to the function).
+
 >>> builtin_names()[:3]
 ['decision_tree', 'extra_trees', 'gradient_boosting']
 >>> supports("logistic_regression", "regression")
 False
 >>> is_custom("mymodels:make_model")
 True
+>>> is_torch("torch:mymodels:make_net"), torch_reference("torch:mymodels:make_net")
+(True, 'mymodels:make_net')
 """
 
 from __future__ import annotations
@@ -89,7 +96,16 @@ DEFAULT_SEARCH_SPACES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+#: the default search space of torch models (parameters of TorchEstimator)
+TORCH_SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+    "epochs": {"type": "int", "low": 10, "high": 100, "step": 10},
+    "weight_decay": {"type": "float", "low": 1e-6, "high": 0.1, "log": True},
+    "batch_size": {"type": "categorical", "choices": [16, 32, 64, 128]},
+}
+
 _CUSTOM = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+TORCH_PREFIX = "torch:"
 
 
 def builtin_names() -> list[str]:
@@ -98,30 +114,44 @@ def builtin_names() -> list[str]:
 
 
 def is_custom(model: str) -> bool:
-    """True for a ``module:function`` reference."""
-    return bool(_CUSTOM.match(model))
+    """True for a ``module:function`` reference (``torch:...`` always means a torch model)."""
+    return bool(_CUSTOM.match(model)) and not model.startswith(TORCH_PREFIX)
+
+
+def is_torch(model: str) -> bool:
+    """True for a ``torch:module:function`` reference."""
+    return model.startswith(TORCH_PREFIX) and is_custom(model[len(TORCH_PREFIX):])
+
+
+def torch_reference(model: str) -> str:
+    """The ``module:function`` part of ``torch:module:function``."""
+    return model[len(TORCH_PREFIX):]
 
 
 def supports(model: str, task: str) -> bool:
-    """True when the built-in ``model`` has a variant for ``task`` (custom models: always)."""
-    return is_custom(model) or task in BUILTINS.get(model, {})
+    """True when the built-in ``model`` has a variant for ``task`` (custom and torch models: always)."""
+    return is_custom(model) or is_torch(model) or task in BUILTINS.get(model, {})
 
 
 def check_model_name(model: str) -> str:
-    """``model`` if it is a built-in name or ``module:function``; else ValueError naming the choices."""
-    if model in BUILTINS or is_custom(model):
+    """``model`` if it is a built-in name, ``module:function`` or ``torch:module:function``; else
+    ValueError naming the choices."""
+    if model in BUILTINS or is_custom(model) or is_torch(model):
         return model
+    if model.startswith(TORCH_PREFIX):
+        raise ValueError(f"torch model '{model}' must be written torch:module:function "
+                         "(e.g. torch:models.net:make_net)")
     import difflib
 
     close = difflib.get_close_matches(model, BUILTINS, n=1)
     maybe = f"did you mean '{close[0]}'? " if close else ""
     raise ValueError(f"unknown model '{model}'; {maybe}built-in models: {', '.join(builtin_names())}, "
-                     "or module:function")
+                     "module:function, or torch:module:function")
 
 
 def default_search_space(model: str) -> dict[str, dict[str, Any]] | None:
-    """The default search space of a built-in model, or None (custom models have none)."""
-    space = DEFAULT_SEARCH_SPACES.get(model)
+    """The default search space of a built-in or torch model, or None (custom models have none)."""
+    space = TORCH_SEARCH_SPACE if is_torch(model) else DEFAULT_SEARCH_SPACES.get(model)
     return {k: dict(v) for k, v in space.items()} if space is not None else None
 
 
@@ -165,6 +195,10 @@ def build_estimator(model: str, task: str, params: Mapping[str, Any] | None = No
     2.0
     """
     params = dict(params or {})
+    if is_torch(model):
+        from mlctl.lifecycle.torch_model import build_torch_estimator
+
+        return build_torch_estimator(torch_reference(model), task, params, seed=seed, root=root)
     if is_custom(model):
         factory = _import_attr(model, root)
         if not callable(factory):
@@ -215,8 +249,13 @@ def with_preprocessing(estimator: Any, X: Any) -> Any:  # noqa: N803
     """``estimator`` itself when ``X`` is all numeric without gaps; else a Pipeline that imputes
     missing numbers (median) and one-hot encodes text columns (unknown categories ignored) before it.
 
+    Torch models are never wrapped: they fill gaps themselves inside the saved TorchScript module
+    and refuse text columns (the whole model must be one TorchScript file).
+
     Parameters of the wrapped estimator are then ``model__<name>``; use :func:`final_estimator`.
     """
+    if getattr(estimator, "mlctl_flavor", "sklearn") != "sklearn":
+        return estimator
     kinds = column_kinds(X)
     text = [c for c, k in kinds.items() if k == "string"]
     numeric = [c for c, k in kinds.items() if k != "string"]

@@ -10,7 +10,7 @@ References name a registered model and, optionally, which version:
 
 Every version registered by ``mlctl train`` carries these tags: ``mlctl.artifact_sha256`` (of
 ``model.skops``, verified at every load), ``mlctl.artifact_path`` (the file inside the version's
-folder), ``mlctl.flavor`` (``sklearn``), ``mlctl.task``, ``mlctl.model``, ``mlctl.primary_metric``
+folder), ``mlctl.flavor`` (``sklearn`` or ``torch``), ``mlctl.task``, ``mlctl.model``, ``mlctl.primary_metric``
 and ``mlctl.dataset_sha256``.
 
 >>> parse_ref("fraud@champion"), parse_ref("fraud:3"), parse_ref("fraud")
@@ -32,7 +32,7 @@ from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import NotFound, OperationFailed, UsageError
 from mlctl.lifecycle.deploy.base import ModelArtifact
 from mlctl.lifecycle.metrics import better, higher_is_better
-from mlctl.lifecycle.serialize import MODEL_FILE, sha256_file, verify_sha256
+from mlctl.lifecycle.serialize import MODEL_FILE, MODEL_FILES, sha256_file, verify_sha256
 from mlctl.lifecycle.tracking import Tracking, connect, mlflow_errors
 
 CHAMPION = "champion"
@@ -394,7 +394,7 @@ def read_signature(mlmodel: Path) -> dict[str, Any]:
     return {"inputs": cols(sig.get("inputs")), "outputs": cols(sig.get("outputs"))}
 
 
-def _download(tr: Tracking, mv: Any, dest: Path) -> None:
+def _download(tr: Tracking, mv: Any, dest: Path, model_file: str = MODEL_FILE) -> None:
     """Download a version's model folder into ``dest`` (replacing what was there)."""
     import mlflow.artifacts
 
@@ -407,8 +407,8 @@ def _download(tr: Tracking, mv: Any, dest: Path) -> None:
                                                              tracking_uri=tr.uri))
         if local.is_file():
             local = local.parent
-        if not (local / MODEL_FILE).is_file():
-            raise OperationFailed(f"model '{mv.name}' version {mv.version} has no {MODEL_FILE} at {source}",
+        if not (local / model_file).is_file():
+            raise OperationFailed(f"model '{mv.name}' version {mv.version} has no {model_file} at {source}",
                                   hint="only versions registered by `mlctl train` can be resolved")
         if dest.exists():
             shutil.rmtree(dest)
@@ -435,10 +435,11 @@ def resolve_model(ref: str, loaded_config: LoadedConfig, *, dest: Path | None = 
         raise OperationFailed(f"model '{name}' version {mv.version} has no recorded SHA-256 ({TAG_SHA256} tag)",
                               hint="register models with `mlctl train --register NAME` so they can be verified")
     folder = Path(dest) if dest is not None else loaded_config.state_dir / MODELS_DIR / name / str(mv.version)
-    model_file = folder / MODEL_FILE
+    file_name = Path(tags.get(TAG_PATH) or MODEL_FILES.get(tags.get(TAG_FLAVOR, "sklearn"), MODEL_FILE)).name
+    model_file = folder / file_name
     cached = model_file.is_file() and (folder / "MLmodel").is_file() and sha256_file(model_file) == expected
     if not cached:
-        _download(tr, mv, folder)
+        _download(tr, mv, folder, file_name)
     verify_sha256(model_file, expected)
     return ModelArtifact(name=name, version=str(mv.version), alias=alias_used, path=model_file.resolve(),
                          sha256=expected, flavor=tags.get(TAG_FLAVOR, "sklearn"),

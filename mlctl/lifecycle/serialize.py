@@ -15,6 +15,12 @@ outside the list it is given, so the list is explicit and never "trust everythin
 MLflow layout (see :func:`save_mlflow_model`): an MLflow model folder with the ``sklearn`` and
 ``python_function`` flavors, ``serialization_format: skops`` and ``skops_trusted_types`` in its
 ``MLmodel`` file, so ``mlflow models serve`` can serve it too.
+
+Torch models (:mod:`mlctl.lifecycle.torch_model`) are TorchScript archives (``model.pt``, written
+with ``torch.jit.save``, metadata inside the archive), never pickles; their folder's ``MLmodel``
+records the ``torch`` flavor (file, format, task, classes, feature names, torch version) and the
+signature. :func:`load_model` dispatches on ``artifact.flavor``; both flavors verify the file's
+SHA-256 before opening it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from mlctl.core.errors import OperationFailed, UsageError
 from mlctl.lifecycle.deploy.base import ModelArtifact
 
 MODEL_FILE = "model.skops"
+TORCH_MODEL_FILE = "model.pt"
+#: flavor -> the model file inside an MLflow model folder
+MODEL_FILES: dict[str, str] = {"sklearn": MODEL_FILE, "torch": TORCH_MODEL_FILE}
 
 #: Types beyond skops' default safe set that the built-in models need (checked by a test that
 #: saves and loads every built-in model, plain and behind the preprocessing pipeline).
@@ -138,11 +147,26 @@ def trusted_types(estimator: Any) -> list[str]:
     return _dumps(estimator)[1]
 
 
-def save_model(estimator: Any, path: Path) -> str:
-    """Write ``estimator`` to ``path`` with skops (atomically) and return the file's SHA-256.
+def flavor_of(estimator: Any) -> str:
+    """``"torch"`` for mlctl's torch estimators and models, else ``"sklearn"``."""
+    return str(getattr(estimator, "mlctl_flavor", "sklearn"))
 
-    Only scikit-learn compatible estimators are supported by this mlctl.
+
+def _torch_model(estimator: Any) -> Any:
+    """The fitted :class:`~mlctl.lifecycle.torch_model.TorchScriptModel` of a torch estimator."""
+    model = getattr(estimator, "model_", estimator)
+    if not hasattr(model, "save"):
+        raise OperationFailed(f"cannot save {type(estimator).__name__}: the torch model is not fitted")
+    return model
+
+
+def save_model(estimator: Any, path: Path) -> str:
+    """Write ``estimator`` to ``path`` (atomically) and return the file's SHA-256.
+
+    scikit-learn compatible estimators are written with skops; torch estimators as TorchScript.
     """
+    if flavor_of(estimator) == "torch":
+        return str(_torch_model(estimator).save(Path(path)))
     path = Path(path)
     data, _ = _dumps(estimator)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,11 +198,16 @@ def load_model(artifact: ModelArtifact, *, extra_trusted: Iterable[str] = ()) ->
     """The estimator in ``artifact.path``, after verifying its SHA-256 and its types.
 
     Raises :class:`ArtifactTampered` on a hash mismatch (the file is not opened) and
-    :class:`OperationFailed` when the file needs a type that is not trusted.
+    :class:`OperationFailed` when the file needs a type that is not trusted. A ``torch`` artifact
+    comes back as a :class:`~mlctl.lifecycle.torch_model.TorchScriptModel`.
     """
-    if artifact.flavor != "sklearn":
+    if artifact.flavor not in MODEL_FILES:
         raise UsageError(f"{artifact.ref}: model flavor '{artifact.flavor}' is not supported by this mlctl",
-                         hint="this mlctl loads scikit-learn models (flavor 'sklearn')")
+                         hint=f"this mlctl loads models of flavor {' or '.join(repr(f) for f in MODEL_FILES)}")
+    if artifact.flavor == "torch":
+        from mlctl.lifecycle.torch_model import load_torch_model
+
+        return load_torch_model(Path(artifact.path), sha256=artifact.sha256)
     path = Path(artifact.path)
     verify_sha256(path, artifact.sha256)
     import skops.io as sio
@@ -206,7 +235,8 @@ class SavedModel:
     directory: Path
     model_file: Path
     sha256: str
-    trusted_types: list[str]
+    trusted_types: list[str]  # skops types to trust (empty for torch)
+    flavor: str = "sklearn"
 
 
 def mlflow_signature(signature: Mapping[str, Any]) -> Any:
@@ -220,14 +250,16 @@ def mlflow_signature(signature: Mapping[str, Any]) -> Any:
     return ModelSignature(inputs=schema(signature["inputs"]), outputs=schema(signature["outputs"]))
 
 
-def requirements() -> list[str]:
+def requirements(flavor: str = "sklearn") -> list[str]:
     """Pinned pip requirements of a served model (the running versions)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for dist in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy"):
+    dists = ("mlflow", "torch", "numpy", "pandas") if flavor == "torch" else (
+        "mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")
+    for dist in dists:
         try:
-            out.append(f"{dist}=={version(dist)}")
+            out.append(f"{dist}=={version(dist).split('+')[0]}")
         except PackageNotFoundError:  # pragma: no cover - all present where models are saved
             continue
     return out
@@ -235,7 +267,12 @@ def requirements() -> list[str]:
 
 def save_mlflow_model(estimator: Any, directory: Path, *, signature: Mapping[str, Any],
                       input_example: Any = None) -> SavedModel:
-    """Write an MLflow model folder (skops format, explicit trusted types) and hash its model file."""
+    """Write an MLflow model folder (skops format, explicit trusted types) and hash its model file.
+
+    A torch estimator gets a folder with the ``torch`` flavor instead (see :func:`save_mlflow_torch`).
+    """
+    if flavor_of(estimator) == "torch":
+        return save_mlflow_torch(estimator, directory, signature=signature)
     import platform
 
     import mlflow.sklearn
@@ -253,3 +290,27 @@ def save_mlflow_model(estimator: Any, directory: Path, *, signature: Mapping[str
             raise OperationFailed(f"cannot save the model as an MLflow model: {exc}") from exc
     model_file = Path(directory) / MODEL_FILE
     return SavedModel(Path(directory), model_file, sha256_file(model_file), types)
+
+
+def save_mlflow_torch(estimator: Any, directory: Path, *, signature: Mapping[str, Any]) -> SavedModel:
+    """Write an MLflow model folder for a torch model: ``model.pt`` (TorchScript), ``MLmodel`` with
+    the ``torch`` flavor and the signature, and ``requirements.txt``; hash the model file."""
+    from mlflow.models import Model
+
+    model = _torch_model(estimator)
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise OperationFailed(f"cannot save the model: {directory} is not empty")
+    model_file = directory / TORCH_MODEL_FILE
+    sha = model.save(model_file)
+    meta = model.metadata()
+    mlmodel = Model(signature=mlflow_signature(signature))
+    mlmodel.add_flavor("torch", model_file=TORCH_MODEL_FILE, format=meta["format"],
+                       format_version=meta["format_version"], torch_version=meta["torch_version"],
+                       task=meta["task"], classes=meta["classes"], feature_names=meta["feature_names"])
+    try:
+        mlmodel.save(str(directory / "MLmodel"))
+    except Exception as exc:
+        raise OperationFailed(f"cannot write the MLmodel file: {exc}") from exc
+    (directory / "requirements.txt").write_text("\n".join(requirements("torch")) + "\n", encoding="utf-8")
+    return SavedModel(directory, model_file, sha, [], flavor="torch")

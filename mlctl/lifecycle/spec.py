@@ -11,7 +11,7 @@ light: no scikit-learn, pandas or MLflow.
       target: label
       features: [age, income]       # default: every other column
       task: classification          # or regression
-      model: random_forest          # a built-in name, or module:function
+      model: random_forest          # a built-in name, module:function, or torch:module:function
       params: {n_estimators: 200}
       metrics: [f1, accuracy]       # default per task
       primary_metric: f1            # default: the first metric
@@ -118,7 +118,8 @@ class TrainSpec(_Strict):
     target: str | None = Field(None, description="column to predict")
     features: list[str] | None = Field(None, description="input columns (default: all but the target)")
     task: Literal["classification", "regression"] | None = Field(None, description="classification or regression")
-    model: str = Field("random_forest", description="built-in model name or module:function")
+    model: str = Field("random_forest", description="built-in model name, module:function (an estimator) "
+                       "or torch:module:function (a torch.nn.Module)")
     params: dict[str, Any] = Field(default_factory=dict, description="model parameters")
     metrics: list[str] | None = Field(None, description="metrics to compute (default per task)")
     primary_metric: str | None = Field(None, description="metric for tuning and the champion gate (default: first)")

@@ -9,8 +9,9 @@ One call does the whole job described by the ``train:`` spec (see :mod:`mlctl.li
 5. with ``tune=N``, run an Optuna study (:mod:`mlctl.lifecycle.tune`), each trial a nested run;
 6. fit the final model (best params when tuned) on the training data and evaluate it on the
    hold-out split, or by cross-validation (then refit on all rows);
-7. save it as an MLflow model in skops format (explicit trusted types), record the file's SHA-256
-   (run tag and version tag ``mlctl.artifact_sha256``);
+7. save it as an MLflow model in skops format (explicit trusted types), or as TorchScript for a
+   ``torch:module:function`` model, and record the file's SHA-256 (run tag and version tag
+   ``mlctl.artifact_sha256``) and its flavor (version tag ``mlctl.flavor``);
 8. evaluate the gates; when all pass and a name is given, register a version with alias
    ``challenger``; when one fails, raise :class:`~mlctl.core.errors.CheckFailed` (exit 3)
    having registered nothing;
@@ -24,18 +25,18 @@ import getpass
 import math
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl.core.config import LoadedConfig, parse_value
+from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import CheckFailed, UsageError
 from mlctl.core.output import log, progress
 from mlctl.core.state import STATE_FILE, StateStore, utcnow
 from mlctl.lifecycle import gates as gates_mod
 from mlctl.lifecycle.data import DatasetFingerprint, check_columns, read_columns, resolve_data_path
-from mlctl.lifecycle.estimators import BUILTINS, is_custom
+from mlctl.lifecycle.estimators import BUILTINS, is_custom, is_torch
 from mlctl.lifecycle.registry import CHALLENGER, TAG_FLAVOR, TAG_PATH, TAG_SHA256, RegisteredVersion
 from mlctl.lifecycle.spec import CHAMPION_GATE, TrainSpec, check_model_name_syntax
 from mlctl.lifecycle.tracking import redact, resolve_uri
@@ -120,23 +121,6 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def parse_params(items: Iterable[str]) -> dict[str, Any]:
-    """``["n_estimators=200", "max_depth=null"]`` -> ``{"n_estimators": 200, "max_depth": None}``.
-
-    Values are YAML scalars (numbers, ``true``/``false``, ``null``, text).
-
-    >>> parse_params(["alpha=0.5", "solver=lbfgs"])
-    {'alpha': 0.5, 'solver': 'lbfgs'}
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip() or not key.strip().isidentifier():
-            raise UsageError(f"--param '{item}': expected NAME=VALUE", hint="e.g. --param n_estimators=200")
-        out[key.strip()] = parse_value(raw)
-    return out
-
-
 # --------------------------------------------------------------------------- planning
 
 
@@ -149,7 +133,11 @@ def effective_spec(loaded: LoadedConfig, options: TrainOptions) -> TrainSpec:
 
 
 def _estimator_path(spec: TrainSpec) -> str:
-    return spec.model if is_custom(spec.model) else BUILTINS[spec.model][spec.require("task")]
+    if is_custom(spec.model):
+        return spec.model
+    if is_torch(spec.model):
+        return f"{spec.model} (mlctl.lifecycle.torch_model:TorchEstimator)"
+    return BUILTINS[spec.model][spec.require("task")]
 
 
 def plan_training(loaded: LoadedConfig, options: TrainOptions | None = None) -> TrainPlan:
@@ -191,8 +179,9 @@ def plan_training(loaded: LoadedConfig, options: TrainOptions | None = None) -> 
                   "metric": spec.resolved_primary_metric(), "search_space": {k: v.model_dump(exclude_none=True)
                                                                              for k, v in space.items()}}
         steps.append(f"tune: {options.tune} Optuna trials (TPE, median pruning), each a nested run")
+    saving = "TorchScript" if is_torch(spec.model) else "skops, trusted types"
     steps += [f"fit {_estimator_path(spec)} and evaluate ({evaluation})",
-              "save the model (skops, trusted types) and record its SHA-256"]
+              f"save the model ({saving}) and record its SHA-256"]
     if spec.gates:
         steps.append("check gates: " + ", ".join(f"{k}={v:g}" for k, v in spec.gates.items()))
     steps.append(f"register '{register}' and set alias '{CHALLENGER}' if the gates pass" if register
@@ -221,7 +210,11 @@ def _param_text(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if callable(value) and hasattr(value, "__qualname__"):  # a torch model's function
+        return f"{getattr(value, '__module__', '?')}:{value.__qualname__}"
+    return str(value)
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -342,7 +335,7 @@ def _train(loaded: LoadedConfig, options: TrainOptions, *, verbose: bool) -> Tra
 
                     registered = register_version(tr, plan.register, run_id,
                                                   f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}", {
-                                                      TAG_SHA256: saved.sha256, TAG_FLAVOR: "sklearn",
+                                                      TAG_SHA256: saved.sha256, TAG_FLAVOR: saved.flavor,
                                                       TAG_PATH: saved.model_file.name, "mlctl.task": task,
                                                       "mlctl.model": spec.model, "mlctl.primary_metric": primary,
                                                       "mlctl.dataset_sha256": dataset.sha256})

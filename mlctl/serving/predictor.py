@@ -53,7 +53,8 @@ class Predictor:
 
     The input schema comes from ``artifact.signature``; when the artifact has none, from the
     estimator's ``feature_names_in_`` (every column ``double``). An estimator fitted on named
-    columns gets them by name, in its own order, whatever the signature's order. Tree forests
+    columns gets them by name, in its own order, whatever the signature's order (a torch model
+    gets a float array with its columns in that order, no DataFrame). scikit-learn tree forests
     use the verified fast path of :mod:`mlctl.serving.fastpath` unless ``fast_path=False``.
     Raises :class:`~mlctl.core.errors.OperationFailed` when there is no usable signature, when
     it names other columns than the model was fitted on, or when the estimator has no ``predict``.
@@ -74,6 +75,8 @@ class Predictor:
         self._signature = signature
         self._feature_names: list[str] | None = None
         self._order: list[int] | None = None
+        # torch models take float arrays: named columns only fix the order (no DataFrame per call)
+        self._arrays = getattr(estimator, "mlctl_flavor", artifact.flavor) == "torch"
         fitted = getattr(estimator, "feature_names_in_", None)
         if fitted is not None:
             names = [str(n) for n in fitted]
@@ -85,7 +88,7 @@ class Predictor:
             if names != list(self.schema.names):
                 self._order = [self.schema.names.index(n) for n in names]
         self._fast = None
-        if fast_path and self.schema.numeric:
+        if fast_path and self.schema.numeric and artifact.flavor == "sklearn" and not self._arrays:
             from mlctl.serving.fastpath import compile_predict
 
             self._fast = compile_predict(estimator)
@@ -119,10 +122,10 @@ class Predictor:
         """Predictions for a 2-D array whose columns are in signature input order."""
         if self._fast is not None:
             out = self._fast(rows if self._order is None else rows[:, self._order])
-        elif self._feature_names is not None:
+        elif self._feature_names is not None and not self._arrays:
             out = self.estimator.predict(self._frame(rows))
         else:
-            out = self.estimator.predict(rows)
+            out = self.estimator.predict(rows if self._order is None else rows[:, self._order])
         values = np.asarray(out).tolist()  # numpy scalars (also inside lists, Series) become plain values
         if values and isinstance(values[0], (float, list, bytes)):
             values = [_plain(v) for v in values]

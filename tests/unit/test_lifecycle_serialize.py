@@ -60,8 +60,8 @@ def test_a_tampered_file_is_refused_before_skops_opens_it(tmp_path: Path, monkey
     assert info.value.details["expected"] == sha and info.value.type_name == "ArtifactTampered"
     with pytest.raises(OperationFailed, match="does not exist"):
         serialize.load_model(_artifact(tmp_path / "gone.skops", sha))
-    with pytest.raises(UsageError, match="flavor 'torch' is not supported"):
-        serialize.load_model(_artifact(path, sha, flavor="torch"))
+    with pytest.raises(UsageError, match="flavor 'onnx' is not supported"):
+        serialize.load_model(_artifact(path, sha, flavor="onnx"))
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mlctl.core.config import load_config
+from mlctl.core.config import load_config, parse_params
 from mlctl.core.errors import ConfigError, UsageError
 from mlctl.lifecycle import gates, metrics
 from mlctl.lifecycle.registry import check_alias, parse_ref
 from mlctl.lifecycle.spec import ParamSpace, TrainSpec, parse_gate
-from mlctl.lifecycle.train import parse_params
 
 
 def _load(project: Path, train_yaml: str):  # noqa: ANN202
