@@ -11,6 +11,11 @@ PIP    := $(BIN)/python -m pip
 DEB_PACKAGES := postgresql redis-server prometheus prometheus-alertmanager prometheus-pushgateway docker.io debootstrap
 COV_MIN ?= 80
 PYTEST_ARGS ?=
+# Apache Airflow gets its own environment: its pins clash with the serving stack (fastapi).
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_VERSION ?= 3.3.2
+# Peers the benchmarks compare with, each in its own environment.
+PEERS ?= .venv-peers
 
 .PHONY: help demo test test-fast lint bench system-deps clean
 
@@ -52,11 +57,17 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+$(AIRFLOW_VENV)/.installed: | $(BIN)/python
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet 'apache-airflow==$(AIRFLOW_VERSION)'
+	@touch $@
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check mlctl commands tests benchmarks
 
-test: system-deps $(VENV)/.dev lint
-	$(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
+test: system-deps $(VENV)/.dev $(AIRFLOW_VENV)/.installed lint
+	MLCTL_TEST_AIRFLOW_PYTHON="$(CURDIR)/$(AIRFLOW_VENV)/bin/python" $(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
 	  --cov --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev
@@ -67,6 +78,11 @@ bench: $(VENV)/.dev
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python benchmarks/startup.py --write-docs
 	$(BIN)/python benchmarks/serve_single.py --rounds 3 --write-docs
+	test -x $(PEERS)/drain3/bin/python || { $(PYTHON) -m venv $(PEERS)/drain3 && \
+	  $(PEERS)/drain3/bin/python -m pip install --quiet drain3; }
+	$(BIN)/python benchmarks/detect_nab.py --write-docs
+	$(BIN)/python benchmarks/logs_parse.py --drain3-python $(PEERS)/drain3/bin/python --write-docs
+	$(BIN)/python benchmarks/logs_stream.py --write-docs
 
 clean:
-	rm -rf $(VENV) build *.egg-info .coverage htmlcov
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(PEERS) build *.egg-info .coverage htmlcov

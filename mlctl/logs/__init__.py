@@ -1,0 +1,1 @@
+"""Log processing: parse (template mining), classify, route to sinks, stream from Kafka, evaluate."""

@@ -1,0 +1,200 @@
+"""Log formats: split a raw line into header fields and the message (``Content``) templates are mined from.
+
+A format string follows the Loghub convention: ``<Field>`` placeholders, the rest literal, and
+any run of spaces matches any run of whitespace, e.g. ``'<Date> <Time> <Level> <Component>: <Content>'``.
+The literal parts are regular-expression text, as in Loghub's ``formats.json``: ``\\[`` is a
+literal bracket and ``(\\[<PID>\\])?`` an optional part, so a literal ``[ ( . * + ?`` must be
+escaped with a backslash. Placeholders are names (letters, digits, ``_``); ``<Content>`` is required.
+
+Presets (:data:`PRESETS`) cover common formats: ``syslog``, ``apache-error``, ``access`` (nginx
+and Apache combined/common access logs; the request line is the content), ``jsonl`` (the message
+comes from a ``message``, ``msg``, ``log`` or ``MESSAGE`` key, the other top-level keys are
+headers), ``docker`` (docker json-file), ``cri`` (containerd/CRI-O ``<Time> <Stream> <Flag>
+<Content>``) and ``k8s`` (either container log kind, line by line).
+
+:meth:`LogFormat.split` returns ``(headers, content)`` or ``None`` when a line does not match;
+such a line is kept (``parsed=False``) and later goes to the ``unparsed`` class.
+:func:`read_lines` reads bytes and decodes invalid UTF-8 with replacement characters.
+
+>>> fmt = LogFormat.compile("<Date> <Time> <Level> <Component>: <Content>")
+>>> fmt.split("081109 203615 INFO dfs.DataNode: Receiving block blk_1")
+({'Date': '081109', 'Time': '203615', 'Level': 'INFO', 'Component': 'dfs.DataNode'}, 'Receiving block blk_1')
+>>> fmt.split("no match") is None
+True
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from mlctl.core.errors import NotFound, UsageError
+
+CONTENT = "Content"
+MESSAGE_KEYS = ("message", "msg", "log", "MESSAGE", "Message")
+_PLACEHOLDER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """A compiled log format: ``kind`` is ``regex``, ``json`` or ``k8s`` (JSON or CRI, line by line)."""
+
+    spec: str
+    fields: tuple[str, ...]  # header fields in order, without Content
+    kind: str = "regex"
+    regex: re.Pattern[str] | None = field(default=None, compare=False)
+    name: str | None = None  # the preset name, if any
+
+    @classmethod
+    def compile(cls, format_string: str, *, name: str | None = None) -> LogFormat:
+        """Compile a Loghub-style format string (see the module docstring)."""
+        if not isinstance(format_string, str) or not format_string.strip():
+            raise UsageError("empty log format", hint="e.g. --log-format '<Date> <Time> <Level> <Content>'")
+        parts = _PLACEHOLDER.split(format_string)
+        pattern, fields = "", []
+        for i, part in enumerate(parts):
+            if i % 2:  # a placeholder name
+                if part in fields:
+                    raise UsageError(f"log format names <{part}> twice", hint="each placeholder must be unique")
+                fields.append(part)
+                pattern += f"(?P<{part}>.*)" if part == CONTENT else f"(?P<{part}>.*?)"
+            else:
+                pattern += re.sub(r" +", r"\\s+", part)
+        if CONTENT not in fields:
+            raise UsageError(
+                f"log format {format_string!r} has no <Content> placeholder",
+                hint="the message templates are mined from must be marked <Content>",
+            )
+        try:
+            regex = re.compile(f"^{pattern}$", re.DOTALL)
+        except re.error as exc:
+            raise UsageError(
+                f"log format {format_string!r} is not valid: {exc}",
+                hint=r"literal parts are regular expressions: escape [ ] ( ) . * + ? as \[ \] \( \) ...",
+            ) from exc
+        return cls(format_string, tuple(f for f in fields if f != CONTENT), "regex", regex, name)
+
+    @classmethod
+    def resolve(cls, spec: str | LogFormat | None) -> LogFormat:
+        """A preset by name, a format string, or ``None`` (the whole line is the content)."""
+        if isinstance(spec, LogFormat):
+            return spec
+        if spec is None:
+            return PRESETS["raw"]
+        if spec in PRESETS:
+            return PRESETS[spec]
+        if "<" not in spec:
+            raise NotFound(
+                f"unknown log format preset {spec!r}",
+                hint=f"use one of {', '.join(sorted(PRESETS))}, or a format string with <Field> placeholders",
+            )
+        return cls.compile(spec)
+
+    def split(self, line: str) -> tuple[dict[str, str], str] | None:
+        """``(headers, content)``, or ``None`` when the line does not match the format."""
+        text = line.strip()
+        if not text:
+            return None
+        if self.kind == "json" or (self.kind == "k8s" and text.startswith("{")):
+            return _split_json(text)
+        if self.kind == "k8s":
+            return PRESETS["cri"].split(text)
+        assert self.regex is not None
+        m = self.regex.match(text)
+        if m is None:
+            return None
+        groups = m.groupdict()
+        headers = {f: (groups[f] or "").strip() for f in self.fields}
+        return headers, groups[CONTENT].strip()
+
+
+def _split_json(text: str) -> tuple[dict[str, str], str] | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for key in MESSAGE_KEYS:
+        value = doc.get(key)
+        if isinstance(value, str):
+            headers = {k: _scalar(v) for k, v in doc.items() if k != key and not isinstance(v, (dict, list))}
+            if key == "log":  # docker json-file: {"log": "...\n", "stream": "stdout", "time": "..."}
+                if "time" in headers:
+                    headers["Time"] = headers.pop("time")
+                if "stream" in headers:
+                    headers["Stream"] = headers.pop("stream")
+            return headers, value.strip()
+    return None
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _preset(name: str, spec: str) -> LogFormat:
+    return LogFormat.compile(spec, name=name)
+
+
+#: Named formats for ``--log-format``.
+PRESETS: dict[str, LogFormat] = {
+    "raw": _preset("raw", "<Content>"),
+    "syslog": _preset("syslog", r"(<\d+>)?<Month> <Day> <Time> <Host> <Component>(\[<PID>\])?: <Content>"),
+    "apache-error": _preset(
+        "apache-error",
+        r"\[<Time>\] \[(<Module>:)?<Level>\]( \[pid <PID>(:tid <TID>)?\])?( \[client <Client>\])? <Content>",
+    ),
+    "access": _preset(
+        "access", r'<Client> <Ident> <User> \[<Time>\] "<Content>" <Status> <Size>( "<Referer>" "<UserAgent>")?'
+    ),
+    "cri": _preset("cri", "<Time> <Stream> <Flag> <Content>"),
+    "jsonl": LogFormat("jsonl", (), "json", None, "jsonl"),
+    "docker": LogFormat("docker", ("Time", "Stream"), "json", None, "docker"),
+    "k8s": LogFormat("k8s", ("Time", "Stream"), "k8s", None, "k8s"),
+}
+PRESETS["nginx"] = PRESETS["access"]
+
+
+def read_lines(source: str | Path | IO[bytes] | IO[str]) -> Iterator[tuple[int, str]]:
+    """``(line_no, text)`` for every line of a file or stream, 1-based.
+
+    Bytes are decoded as UTF-8 with replacement characters (binary garbage gives text, never an
+    error); only the line ending (``\\n`` or ``\\r\\n``) is removed. Empty lines are yielded too
+    (the parser keeps them as records with ``parsed=False``). A file path that does not exist
+    raises :class:`~mlctl.core.errors.NotFound`.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            stream: IO[Any] = path.open("rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"log file {path} does not exist", hint="check the path") from exc
+        except IsADirectoryError as exc:
+            raise UsageError(f"{path} is a directory, not a log file", hint="pass a file") from exc
+        with stream:
+            yield from _iter_stream(stream)
+    else:
+        yield from _iter_stream(source)
+
+
+def _iter_stream(stream: IO[Any]) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(stream, 1):
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", errors="replace")
+        if line.endswith("\n"):
+            line = line[:-2] if line.endswith("\r\n") else line[:-1]
+        yield number, line
+
+
+def lines_from_text(text: str) -> Iterator[tuple[int, str]]:
+    """:func:`read_lines` over an in-memory string (tests, examples)."""
+    return _iter_stream(io.BytesIO(text.encode("utf-8", "surrogateescape")))
