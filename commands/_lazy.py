@@ -29,6 +29,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "releases": ("mlctl.commands.rollback:releases", "List a deployment's releases, oldest first."),
     "detect": ("mlctl.commands.detect:app",
                "Detect anomalies in server metrics: score files, watch Prometheus, alert, evaluate."),
+    "classify-logs": ("mlctl.commands.classify_logs:app",
+                      "Parse, classify and route system logs: templates, classes, sinks, Kafka streaming, search."),
 }
 
 

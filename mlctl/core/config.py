@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mlctl.core.errors import ConfigError, NotAProject, UsageError
 from mlctl.detect.spec import DetectSpec
 from mlctl.lifecycle.spec import TrainSpec
+from mlctl.logs.spec import LogsSpec
 
 PROJECT_FILE = "mlctl.yaml"
 STATE_DIR = ".mlctl"
@@ -99,6 +100,7 @@ class MlctlConfig(_Section):
     services: ServicesSection = ServicesSection()
     train: TrainSpec = TrainSpec()
     detect: DetectSpec = DetectSpec()
+    logs: LogsSpec = LogsSpec()
 
 
 Origin = Literal["default", "user", "project", "env", "flag"]

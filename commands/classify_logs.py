@@ -1,0 +1,443 @@
+"""``mlctl classify-logs``: parse, classify, route and search system logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
+from mlctl.core.output import OutputFormat, message, render, render_stream, ui
+
+if TYPE_CHECKING:
+    from mlctl.logs.record import LogRecord
+
+app = typer.Typer(
+    help="Parse, classify and route system logs: templates, classes, sinks, Kafka streaming, search.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+InputArg = Annotated[str, typer.Argument(metavar="INPUT", help="Log file, or - for stdin.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        "-f",
+        metavar="FORMAT",
+        help="Header format with <Field> placeholders and <Content>, or a preset: syslog, apache-error, "
+        "nginx, jsonl, k8s (default: logs.log_format).",
+    ),
+]
+RulesOpt = Annotated[str | None, typer.Option("--rules", metavar="FILE", help="YAML rules (default: logs.rules).")]
+NoSaveOpt = Annotated[bool, typer.Option("--no-save-templates", help="Do not update the project's template model.")]
+
+
+def _pipeline(log_format: str | None, rules: str | None = None, use_model: bool = True) -> tuple[object, object]:
+    from mlctl.logs.pipeline import LogPipeline
+
+    loaded = load()
+    return LogPipeline(loaded, log_format=log_format, rules=rules, use_model=use_model), loaded
+
+
+@app.command("parse")
+def parse(
+    input: InputArg,
+    log_format: FormatOpt = None,
+    drift: Annotated[
+        str | None, typer.Option("--drift", metavar="INTERVAL", help="Also report new templates per interval.")
+    ] = None,
+    no_save_templates: NoSaveOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Parse log lines into header fields and templates.
+
+    Writes one row per input line (-o csv or jsonl): LineId, the header fields, EventId,
+    EventTemplate (variables as <*>) and ParameterList. Lines that do not match the format
+    are kept with EventId unparsed. The table shows the templates found. The project's
+    template model is updated unless --no-save-templates.
+
+    Example: mlctl classify-logs parse app.log -f '<Date> <Time> <Level> <Component>: <Content>' -o csv
+    """
+    from mlctl.logs.parse import rows_for_csv
+    from mlctl.logs.pipeline import read_records
+
+    pipeline, _ = _pipeline(log_format, use_model=False)
+    records = pipeline.process(list(read_records(input)), classify_lines=False)
+    if not no_save_templates:
+        pipeline.save_templates()
+    rows = list(rows_for_csv(records, pipeline.header_fields))
+    unparsed = sum(1 for r in records if not r.parsed)
+    if unparsed:
+        message(f"warning: {unparsed} of {len(records)} line(s) did not match the log format (EventId unparsed)")
+    if ui.format in (OutputFormat.csv, OutputFormat.jsonl):
+        render(rows, columns=list(rows[0]) if rows else None)
+    elif ui.format in (OutputFormat.json, OutputFormat.yaml):
+        render({"lines": len(records), "unparsed": unparsed, "templates": _templates(records), "rows": rows})
+    else:
+        render(
+            _templates(records),
+            title=f"{len(records)} lines, {unparsed} unparsed",
+            columns=["EventId", "count", "EventTemplate"],
+        )
+    if drift:
+        from mlctl.core.durations import parse_duration
+
+        render(pipeline.miner.drift(parse_duration(drift, what="--drift")), title="new templates per interval")
+
+
+def _templates(records: list[LogRecord]) -> list[dict[str, object]]:
+    counts: dict[tuple[str, str], int] = {}
+    for r in records:
+        if r.parsed:
+            key = (r.event_id, r.template)
+            counts[key] = counts.get(key, 0) + 1
+    return [
+        {"EventId": e, "count": n, "EventTemplate": t} for (e, t), n in sorted(counts.items(), key=lambda kv: -kv[1])
+    ]
+
+
+@app.command("train")
+def train(
+    data: Annotated[Path, typer.Option("--data", metavar="CSV", help="Training lines: Content (or raw) and labels.")],
+    label_column: Annotated[
+        str | None, typer.Option("--label-column", help="Column holding the class (default: logs.label_column).")
+    ] = None,
+    normal_label: Annotated[
+        str | None, typer.Option("--normal-label", help="Label value meaning normal, e.g. - for BGL.")
+    ] = None,
+    weak: Annotated[bool, typer.Option("--weak", help="Train on weak labels from levels and keywords.")] = False,
+    log_format: FormatOpt = None,
+    register: Annotated[
+        str | None, typer.Option("--register", metavar="NAME", help="Register the model (alias challenger).")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment.")] = None,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the log classifier, track it in MLflow and register it.
+
+    Features are the mined template tokens plus level and component (TF-IDF), the model a
+    balanced logistic regression. Held-out metrics: accuracy, macro precision/recall/F1 and
+    alert precision/recall/F1. The model becomes the project's classifier for classify and
+    stream.
+
+    Example: mlctl classify-logs train --data BGL.csv --label-column Label --normal-label - --register bgl-logs
+    """
+    from mlctl.logs.training import train_classifier
+
+    result = train_classifier(
+        load(),
+        data,
+        label_column=label_column,
+        normal_label=normal_label,
+        weak=weak,
+        log_format=log_format,
+        register=register,
+        experiment=experiment,
+    )
+    table = {
+        "lines": result.lines,
+        "templates": result.templates,
+        "labels": result.labels,
+        "classes": ", ".join(f"{k}={v}" for k, v in result.classes.items()),
+        **result.metrics,
+        "run": result.run_id,
+        "model": result.model_dir,
+        "registered": f"{result.registered['name']}:{result.registered['version']}" if result.registered else None,
+    }
+    render(result, table_data=table, title="log classifier")
+
+
+@app.command("classify")
+def classify(
+    input: InputArg,
+    log_format: FormatOpt = None,
+    rules: RulesOpt = None,
+    route: Annotated[
+        bool, typer.Option("--route", help="Write to the sinks of logs.routes instead of stdout.")
+    ] = False,
+    no_model: Annotated[bool, typer.Option("--no-model", help="Weak labels and rules only.")] = False,
+    alerts_only: Annotated[bool, typer.Option("--alerts-only", help="Only print lines not classed normal.")] = False,
+    no_save_templates: NoSaveOpt = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Classify log lines: class, confidence and severity per line.
+
+    Rules (YAML) override the trained classifier; without one, weak labels from levels and
+    keywords. Lines that do not match the format get class unparsed. --route writes every
+    line to the sinks of logs.routes (SQLite index and JSONL archive by default).
+
+    Example: mlctl classify-logs classify app.log --rules rules.yaml -o jsonl
+    """
+    from mlctl.logs.classify import class_counts, is_alert
+    from mlctl.logs.pipeline import build_router, read_records
+
+    pipeline, loaded = _pipeline(log_format, rules, use_model=not no_model)
+    records = pipeline.process(list(read_records(input)))
+    if not no_save_templates and not dry_run:
+        pipeline.save_templates()
+    counts = class_counts(records)
+    if route:
+        router = build_router(loaded)
+        shares = router.route(records)
+        written = {name: len(recs) for name, recs in shares.items()}
+        if not dry_run:
+            try:
+                router.write(records)
+            finally:
+                router.close()
+        render(
+            {"lines": len(records), "classes": counts, "sinks": written, "dry_run": dry_run},
+            title="would route" if dry_run else "routed",
+        )
+        return
+    rows = [_row(r) for r in records if not alerts_only or is_alert(r.cls)]
+    if ui.format in (OutputFormat.csv, OutputFormat.jsonl):
+        render_stream(rows)
+    elif ui.format in (OutputFormat.json, OutputFormat.yaml):
+        render({"lines": len(records), "classes": counts, "records": rows})
+    else:
+        render([{"class": k, "lines": v} for k, v in counts.items()], title=f"{len(records)} lines")
+        shown = [r for r in rows if is_alert(r["class"])][:20]
+        if shown:
+            render(shown, title="first alerts", columns=["LineId", "class", "severity", "confidence", "rule", "raw"])
+
+
+def _row(r: LogRecord) -> dict[str, object]:
+    return {
+        "LineId": r.line_id,
+        "class": r.cls,
+        "confidence": r.confidence,
+        "severity": r.severity,
+        "rule": r.rule,
+        "EventId": r.event_id,
+        "EventTemplate": r.template,
+        "raw": r.raw,
+    }
+
+
+@app.command("search")
+def search(
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="Words or a phrase in quotes; * for everything.")],
+    since: Annotated[str | None, typer.Option("--since", help="Only lines from the last INTERVAL, e.g. 1h.")] = None,
+    cls: Annotated[str | None, typer.Option("--class", metavar="CLASS", help="Only lines of this class.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="Most lines to show.")] = 50,
+    index: Annotated[
+        str | None, typer.Option("--index", metavar="URL", help="Index to search (default: logs.sinks.index).")
+    ] = None,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search classified lines in the index (SQLite FTS5 by default, or OpenSearch).
+
+    Example: mlctl classify-logs search 'connection refused' --since 1h --class network
+    """
+    from mlctl.logs.search import search_index
+
+    hits = search_index(load(), query, since=since, cls=cls, limit=limit, index=index)
+    render(hits, title=f"{len(hits)} line(s)", columns=["timestamp", "class", "severity", "source", "raw"])
+
+
+@app.command("evaluate")
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", metavar="DIR", help="Loghub-2k layout folder (with formats.json).")],
+    system: Annotated[list[str] | None, typer.Option("--system", help="Only these systems (repeatable).")] = None,
+    min_grouping: Annotated[
+        float | None, typer.Option("--min-grouping", help="Exit 3 when average grouping accuracy is below.")
+    ] = None,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate the parser (and classifier, where labels exist) on labelled logs.
+
+    Per system and on average: grouping accuracy (a line counts when its predicted group holds
+    exactly the lines of its true group) and parsing accuracy (template string equal); for
+    systems with an alert column (BGL), precision/recall/F1 of the weak alert labels.
+
+    Example: mlctl classify-logs evaluate --data ../loghub
+    """
+    from mlctl.core.errors import CheckFailed
+    from mlctl.logs.evaluate import evaluate_parsing
+
+    report = evaluate_parsing(data, systems=system)
+    doc = report.to_dict()
+    render(doc, table_data=doc.get("systems"), title="parsing accuracy")
+    if ui.format is OutputFormat.table:
+        message(
+            f"average grouping accuracy {report.grouping_accuracy:.3f}, parsing accuracy {report.parsing_accuracy:.3f}"
+        )
+    if min_grouping is not None and report.grouping_accuracy < min_grouping:
+        raise CheckFailed(f"average grouping accuracy {report.grouping_accuracy:.3f} is below {min_grouping}")
+
+
+@app.command("stream")
+def stream(
+    source: Annotated[
+        str | None,
+        typer.Option("--from", metavar="SOURCE", help="kafka://HOST:PORT/TOPIC, a file, or - (default: logs.source)."),
+    ] = None,
+    group: Annotated[str | None, typer.Option("--group", help="Kafka consumer group (default: logs.group).")] = None,
+    log_format: FormatOpt = None,
+    rules: RulesOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep reading a file as it grows (tail -f).")] = False,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Lines per batch.")] = None,
+    sink: Annotated[
+        str | None, typer.Option("--sink", metavar="URL", help="Send everything to this sink instead of logs.routes.")
+    ] = None,
+    max_lines: Annotated[int | None, typer.Option("--max-lines", min=1, help="Stop after about N lines.")] = None,
+    idle_timeout: Annotated[
+        str | None, typer.Option("--idle-timeout", help="Stop after this long without a line, e.g. 30s.")
+    ] = None,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Stream lines through parse and classify into the sinks, at least once.
+
+    From Kafka: consumes in a consumer group and commits offsets only after every sink
+    acknowledged the batch (document ids are deterministic, so a redelivery never duplicates);
+    SIGTERM or Ctrl-C finish the batch in flight. A sink or broker that goes down is retried
+    with backoff; nothing is skipped. A retrained classifier is picked up without a restart.
+
+    Example: mlctl classify-logs stream --from kafka://127.0.0.1:9092/logs --group classifiers
+    """
+    from mlctl.core.durations import parse_duration
+    from mlctl.core.errors import UsageError
+    from mlctl.logs.pipeline import build_router
+    from mlctl.logs.stream import run_stream
+
+    pipeline, loaded = _pipeline(log_format, rules)
+    spec = loaded.config.logs
+    src = source or spec.source
+    if not src:
+        raise UsageError("no input to stream", hint="pass --from kafka://HOST:PORT/TOPIC (or a file, or -)")
+    router = build_router(loaded, sink_override=sink)
+
+    def progress(report: object) -> None:
+        if ui.verbosity > 0:
+            message(f"{report.lines} lines, {report.lines_per_s:.0f} lines/s")  # type: ignore[attr-defined]
+
+    try:
+        report = run_stream(
+            src,
+            processor=pipeline.process,
+            router=router,
+            group=group or spec.group,
+            follow=follow,
+            batch_size=batch_size or spec.batch_size,
+            max_lines=max_lines,
+            idle_timeout_s=parse_duration(idle_timeout, what="--idle-timeout") if idle_timeout else None,
+            handle_signals=True,
+            on_progress=progress,
+        )
+    finally:
+        router.close()
+        pipeline.save_templates()
+    render(report, title="stream")
+    if getattr(report, "stopped_by", None) == "SIGINT":
+        raise typer.Exit(130)
+
+
+@app.command("retrain")
+def retrain(
+    step: Annotated[
+        list[str] | None,
+        typer.Option("--step", help="Run only these steps: pull, train, evaluate, register, publish (repeatable)."),
+    ] = None,
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", metavar="DIR", help="Work folder shared by the steps.")
+    ] = None,
+    since: Annotated[str, typer.Option("--since", help="Pull the lines of this last period from the index.")] = "7d",
+    data: Annotated[
+        Path | None, typer.Option("--data", metavar="CSV", help="Labelled lines to train on and evaluate with.")
+    ] = None,
+    register: Annotated[
+        str | None, typer.Option("--register", metavar="NAME", help="Model name (default: logs.registered_model).")
+    ] = None,
+    require_better: Annotated[
+        bool, typer.Option("--require-better", help="Exit 3 when the candidate is not better.")
+    ] = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Retrain the classifier from the index: pull, train, evaluate, register if better, publish.
+
+    The same steps the Airflow DAG runs, without Airflow. The candidate is compared with the
+    current classifier on the same held-out lines; only a better one is registered (alias
+    challenger) and published, and a running stream reloads it.
+
+    Example: mlctl classify-logs retrain --since 3d --data labelled.csv
+    """
+    from datetime import datetime
+
+    from mlctl.logs.retrain import STEPS, report_dict
+    from mlctl.logs.retrain import retrain as run_retrain
+
+    loaded = load()
+    loaded.require_project()
+    folder = workdir or loaded.state_dir / "logs" / "retrain" / f"{datetime.now():%Y%m%dT%H%M%S}"
+    report = run_retrain(
+        loaded,
+        Path(folder),
+        steps=tuple(step) if step else STEPS,
+        since=since,
+        data=data,
+        register_as=register,
+        require_better=require_better,
+    )
+    render(report_dict(report), title="retrain")
+
+
+@app.command("dag")
+def dag(
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the DAG file.")] = Path(
+        "dags/mlctl_logs_retrain.py"
+    ),
+    dag_id: Annotated[str | None, typer.Option("--dag-id", help="Airflow DAG id.")] = None,
+    schedule: Annotated[str, typer.Option("--schedule", help="Preset (@daily...), 5-field cron, or none.")] = "@daily",
+    since: Annotated[str, typer.Option("--since", help="How much history each run pulls.")] = "7d",
+    data: Annotated[Path | None, typer.Option("--data", metavar="CSV", help="Labelled lines for every run.")] = None,
+    mlctl_bin: Annotated[
+        str | None, typer.Option("--mlctl", metavar="PATH", help="The mlctl executable tasks run (default: this one).")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write an Apache Airflow DAG that retrains the classifier on a schedule.
+
+    Tasks: pull recent lines from the index -> retrain -> evaluate -> register if better ->
+    publish (the stream reloads the model). Each task runs one `mlctl classify-logs retrain`
+    step in this project, so Airflow's environment needs only Airflow.
+
+    Example: mlctl classify-logs dag --out $AIRFLOW_HOME/dags/logs_retrain.py --schedule @daily
+    """
+    from mlctl.logs.dag import dag_spec, render_dag, write_dag
+
+    spec = dag_spec(
+        load(), dag_id=dag_id, schedule=schedule, since=since, data=str(data) if data else None, mlctl=mlctl_bin
+    )
+    if dry_run:
+        if ui.format is OutputFormat.table:
+            ui.out.write(render_dag(spec))
+        else:
+            render({"dag_id": spec.dag_id, "file": str(out), "source": render_dag(spec)})
+        return
+    path = write_dag(spec, out)
+    render(
+        {"dag_id": spec.dag_id, "file": str(path), "schedule": spec.schedule, "mlctl": spec.mlctl},
+        title="wrote Airflow DAG",
+    )

@@ -1,0 +1,174 @@
+"""The project's log pipeline: split with the log format, mine templates, classify, route.
+
+:class:`LogPipeline` holds what ``classify-logs`` commands share: the resolved log format,
+the template miner (loaded from ``logs.templates`` and saved back, so templates and their ids
+are versioned with the project), the classifier (``logs.model_dir``, reloaded when a retrain
+replaces it), the rules, and the router built from ``logs.sinks`` and ``logs.routes``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlctl.core.config import LoadedConfig
+from mlctl.core.output import log
+from mlctl.logs.classify import META_FILE, LogClassifier, classify
+from mlctl.logs.record import UNPARSED, LogRecord
+
+TIME_FIELDS = ("Timestamp", "timestamp", "Time", "time", "ts", "@timestamp", "Date")
+
+
+def resolve_sink_url(url: str, root: Path) -> str:
+    """Relative paths in sink URLs are relative to the project root.
+
+    >>> resolve_sink_url("sqlite:///.mlctl/logs.db", Path("/p"))
+    'sqlite:////p/.mlctl/logs.db'
+    >>> resolve_sink_url(".mlctl/logs/a.jsonl", Path("/p"))
+    '/p/.mlctl/logs/a.jsonl'
+    >>> resolve_sink_url("kafka://127.0.0.1:9092/logs", Path("/p"))
+    'kafka://127.0.0.1:9092/logs'
+    """
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(root / url[len("sqlite:///") :])
+    if url.startswith("file://") and not url.startswith("file:///"):
+        return "file://" + str(root / url[len("file://") :])
+    scheme = urllib.parse.urlsplit(url).scheme
+    if not scheme and url not in ("stdout", "-", "memory") and not os.path.isabs(url):
+        return str(root / url)
+    return url
+
+
+def build_router(loaded: LoadedConfig, *, sink_override: str | None = None) -> Any:
+    """The router of ``logs.sinks`` / ``logs.routes`` (or everything to ``sink_override``)."""
+    from mlctl.logs.sinks import Router, make_sink
+
+    root = loaded.root
+    if sink_override is not None:
+        return Router.single(make_sink(resolve_sink_url(sink_override, root), name="out"))
+    spec = loaded.config.logs
+    sinks = {name: make_sink(resolve_sink_url(url, root), name=name) for name, url in spec.sinks.items()}
+    return Router(sinks, [(r.class_set(), r.sinks) for r in spec.routes])
+
+
+class LogPipeline:
+    """Parse and classify batches of log lines the same way in every command."""
+
+    def __init__(self, loaded: LoadedConfig, *, log_format: str | None = None, rules: str | None = None,
+                 use_model: bool = True, model_dir: str | Path | None = None,
+                 templates: str | Path | None = None) -> None:  # fmt: skip
+        from mlctl.logs.formats import LogFormat
+        from mlctl.logs.miner import TemplateMiner
+        from mlctl.logs.rules import load_rules
+
+        spec = loaded.config.logs
+        self.loaded = loaded
+        self.format = LogFormat.resolve(log_format or spec.log_format or spec.preset)
+        self.templates_path = loaded.root / (templates or spec.templates)
+        self.miner = TemplateMiner.load(self.templates_path) if self.templates_path.is_file() else TemplateMiner()
+        rules_path = rules or spec.rules
+        self.rules = load_rules(loaded.root / rules_path) if rules_path else []
+        self.model_dir = loaded.root / (model_dir or spec.model_dir)
+        self.use_model = use_model
+        self.model: LogClassifier | None = None
+        self._model_stamp: float | None = None
+        self._checked = 0.0
+        self.reloads = 0
+        self._load_model()
+
+    # -- the classifier, reloaded when a retrain replaces it ---------------------------------------
+    def _stamp(self) -> float | None:
+        try:
+            return (self.model_dir / META_FILE).stat().st_mtime
+        except OSError:
+            return None
+
+    def _load_model(self) -> None:
+        if not self.use_model:
+            return
+        stamp = self._stamp()
+        if stamp is None or stamp == self._model_stamp:
+            return
+        self.model = LogClassifier.load(self.model_dir)
+        if self._model_stamp is not None:
+            self.reloads += 1
+            log(f"classifier reloaded from {self.model_dir}")
+        self._model_stamp = stamp
+
+    def maybe_reload(self, every_s: float = 5.0) -> None:
+        now = time.monotonic()
+        if now - self._checked >= every_s:
+            self._checked = now
+            self._load_model()
+
+    # -- processing -----------------------------------------------------------------------------
+    def split(self, records: Iterable[LogRecord]) -> list[LogRecord]:
+        """Fill in headers, content and timestamp from the raw line (or mark it unparsed)."""
+        out = []
+        for record in records:
+            parts = self.format.split(record.raw) if record.raw.strip() else None
+            if parts is None:
+                record.parsed, record.event_id = False, UNPARSED
+            else:
+                record.headers, record.content = parts
+                record.parsed = True
+                record.timestamp = next((record.headers[k] for k in TIME_FIELDS if record.headers.get(k)), None)
+            out.append(record)
+        return out
+
+    def mine(self, records: Sequence[LogRecord]) -> None:
+        """Learn the batch's contents, then give every parsed record its (batch-final) template."""
+        miner = self.miner
+        for record in records:
+            if record.parsed:
+                miner.learn(record.content)
+        miner.consolidate()
+        for record in records:
+            if record.parsed:
+                cid = miner.cluster_of(record.content)
+                if cid is None:
+                    cid = miner.learn(record.content)
+                m = miner.match(record.content, cid)
+                record.event_id, record.template, record.params = m.event_id, m.template, m.params
+
+    def process(self, records: Sequence[LogRecord], *, classify_lines: bool = True) -> list[LogRecord]:
+        """Split, mine and (optionally) classify a batch; every input record comes back."""
+        batch = self.split(records)
+        self.mine(batch)
+        if classify_lines:
+            self.maybe_reload()
+            classify(batch, model=self.model, rules=self.rules)
+        return batch
+
+    def save_templates(self) -> Path:
+        self.templates_path.parent.mkdir(parents=True, exist_ok=True)
+        return self.miner.save(self.templates_path)
+
+    @property
+    def header_fields(self) -> list[str]:
+        return list(self.format.fields)
+
+
+def read_records(path: str, *, stdin: Any = None) -> Iterable[LogRecord]:
+    """Raw records from a file or ``-`` (stdin), read as bytes (invalid UTF-8 replaced)."""
+    import sys
+
+    from mlctl.core.errors import NotFound, UsageError
+    from mlctl.logs.formats import read_lines
+
+    if path == "-":
+        source = stdin if stdin is not None else sys.stdin.buffer
+        name = "stdin"
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise NotFound(f"no such file: {path}")
+        if p.is_dir():
+            raise UsageError(f"{path} is a folder", hint="give one log file, or - for stdin")
+        source, name = p, str(p)
+    for line_id, text in read_lines(source):
+        yield LogRecord(line_id=line_id, raw=text, source=name)

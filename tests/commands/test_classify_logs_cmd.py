@@ -1,0 +1,117 @@
+"""``mlctl classify-logs`` on the ``logs`` template: parse, classify, train, route, search, dag, retrain."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlctl.scaffold import render_template
+
+
+@pytest.fixture
+def proj(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    render_template("logs", isolated_env / "shop-logs")
+    monkeypatch.chdir(isolated_env / "shop-logs")
+    return isolated_env / "shop-logs"
+
+
+def test_parse_csv_contract_and_template_model(cli, proj: Path) -> None:  # noqa: ANN001
+    r = cli("classify-logs", "parse", "data/sample.log", "-o", "csv")
+    assert r.code == 0, r.err
+    rows = list(csv.DictReader(io.StringIO(r.out)))
+    assert list(rows[0]) == ["LineId", "Date", "Time", "Level", "Component", "EventId", "EventTemplate",
+                             "ParameterList"]  # fmt: skip
+    assert len(rows) == 403 and [int(x["LineId"]) for x in rows] == list(range(1, 404))
+    unmatched = [x for x in rows if x["EventId"] == "unparsed"]
+    assert len(unmatched) == 1 and "did not match the log format" in r.err
+    assert any(x["EventTemplate"].startswith("Failed password for invalid user <*> from <*>") for x in rows)
+    assert (proj / ".mlctl/logs/templates.json").is_file()
+    table = cli("classify-logs", "parse", "data/sample.log", "--no-save-templates")
+    assert "403 lines, 1 unparsed" in table.out
+
+
+def test_classify_applies_rules_and_marks_unparsed(cli, proj: Path) -> None:  # noqa: ANN001
+    r = cli("classify-logs", "classify", "data/sample.log", "-o", "jsonl")
+    rows = [json.loads(line) for line in r.out.splitlines()]
+    assert len(rows) == 403
+    panic = next(x for x in rows if "Kernel panic" in x["raw"])
+    assert (panic["class"], panic["rule"], panic["severity"]) == ("critical", "kernel-panic", "critical")
+    health = next(x for x in rows if "GET /health" in x["raw"])
+    assert health["class"] == "normal" and health["rule"] == "health-checks-are-normal"
+    assert next(x for x in rows if "does not match" in x["raw"])["class"] == "unparsed"
+    assert {x["class"] for x in rows} >= {"security", "resource", "network", "normal"}
+
+
+def test_train_route_search_and_retrain(cli, proj: Path) -> None:  # noqa: ANN001
+    r = cli("classify-logs", "train", "--data", "data/labelled.csv", "-o", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["registered"]["name"] == "shop-logs-classifier" and doc["metrics"]["accuracy"] > 0.9
+    assert doc["classes"]["security"] > 0 and doc["lines"] == 300
+    r = cli("classify-logs", "classify", "data/sample.log", "--route", "-o", "json")
+    routed = json.loads(r.out)
+    assert routed["sinks"]["index"] == 403 and routed["sinks"]["archive"] == 403
+    assert routed["sinks"]["alerts"] == sum(routed["classes"].get(c, 0) for c in ("security", "resource", "critical"))
+    again = json.loads(cli("classify-logs", "classify", "data/sample.log", "--route", "-o", "json").out)
+    assert again["sinks"] == routed["sinks"]
+    hits = json.loads(cli("classify-logs", "search", "password", "--class", "security", "-n", "500", "-o", "json").out)
+    assert len(hits) == routed["classes"]["security"]  # indexed twice, stored once (deterministic ids)
+    assert all(h["class"] == "security" and "password" in h["raw"].lower() for h in hits)
+    r = cli("classify-logs", "retrain", "--since", "3650d", "--data", "data/labelled.csv", "-o", "json")
+    assert r.code == 0, r.err
+    report = json.loads(r.out)
+    assert report["steps"] == ["pull", "train", "evaluate", "register", "publish"] and report["lines"] >= 403
+    assert report["current"] is not None and report["better"] in (True, False)
+    assert (report["registered"] is not None) == report["better"] == report["published"]
+
+
+def test_dag_generation(cli, proj: Path) -> None:  # noqa: ANN001
+    r = cli("classify-logs", "dag", "--out", "dags/retrain.py", "--schedule", "0 3 * * *", "-o", "json")
+    doc = json.loads(r.out)
+    assert r.code == 0 and doc["dag_id"] == "mlctl_logs_retrain_shop_logs" and doc["schedule"] == "0 3 * * *"
+    source = (proj / "dags/retrain.py").read_text()
+    compile(source, "retrain.py", "exec")
+    assert "from airflow.sdk import dag, task" in source and repr(str(proj)) in source
+    assert cli("classify-logs", "dag", "--schedule", "sometimes").code == 2
+    assert cli("classify-logs", "dag", "--dag-id", "bad id!").code == 2
+    dry = cli("classify-logs", "dag", "--dry-run")
+    assert "retrain_log_classifier()" in dry.out and not (proj / "dags/mlctl_logs_retrain.py").exists()
+
+
+@pytest.mark.parametrize(("args", "code", "text"), [
+    (["parse", "missing.log"], 2, "no such file"),
+    (["parse", "data/sample.log", "-f", "<Date> <Time>"], 2, "no <Content> placeholder"),
+    (["parse", "data/sample.log", "-f", "nosuchpreset"], 2, "unknown log format preset"),
+    (["classify", "data/sample.log", "--rules", "missing.yaml"], 2, "no rules file"),
+    (["train", "--data", "data/sample.log"], 2, "no label column"),
+    (["search", "x"], 2, "no log index yet"),
+    (["stream"], 2, "no input to stream"),
+])  # fmt: skip
+def test_bad_input(cli, proj: Path, args: list[str], code: int, text: str) -> None:  # noqa: ANN001
+    r = cli("classify-logs", *args, "-o", "json")
+    assert r.code == code, r.err
+    assert text in json.loads(r.err)["error"]["message"]
+
+
+def test_malformed_rules_name_the_rule(cli, proj: Path) -> None:  # noqa: ANN001
+    rules = "rules:\n  - name: ok\n    regex: a\n    class: x\n  - name: broken\n    regex: '('\n    class: y\n"
+    (proj / "rules.yaml").write_text(rules)
+    r = cli("classify-logs", "classify", "data/sample.log")
+    assert r.code == 2 and "rule 2 ('broken'): bad regex" in r.err
+
+
+def test_binary_garbage_and_huge_lines_are_kept(cli, proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    data = b"\xff\xfe\x00garbage\n\n" + b"2026-11-01 12:00:00 INFO app: " + b"x" * 1_000_000 + b"\nlast\n"
+    (proj / "weird.log").write_bytes(data)
+    r = cli("classify-logs", "classify", "weird.log", "-o", "jsonl")
+    rows = [json.loads(line) for line in r.out.splitlines()]
+    assert r.code == 0 and [x["LineId"] for x in rows] == [1, 2, 3, 4]
+    assert rows[0]["class"] == rows[1]["class"] == rows[3]["class"] == "unparsed"
+    assert len(rows[2]["raw"]) > 1_000_000 and rows[2]["class"] != "unparsed"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"2026-11-01 12:00:00 INFO a: hello\n")))
+    assert cli("classify-logs", "parse", "-", "-o", "csv").out.splitlines()[1].startswith("1,2026-11-01,12:00:00")
