@@ -112,7 +112,7 @@ def validate_params(cls: type[Detector], given: dict[str, Any]) -> dict[str, Any
 
 _REGISTRY: dict[str, type[Detector]] = {}
 D = TypeVar("D", bound=type[Detector])
-DEFAULT_DETECTOR = "ensemble"
+DEFAULT_DETECTOR = "context"
 
 
 def register(cls: D) -> D:
@@ -133,7 +133,7 @@ def available_detectors() -> dict[str, type[Detector]]:
 
 
 def make_detector(name: str | None = None, **params: Any) -> Detector:
-    """Build a registered detector by name (default: the ensemble)."""
+    """Build a registered detector by name (default: :data:`DEFAULT_DETECTOR`)."""
     registry = available_detectors()
     name = name or DEFAULT_DETECTOR
     if name not in registry:

@@ -7,7 +7,7 @@
       query: 'avg by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[1m]))'
       interval: 15s                        # polling period of `mlctl detect watch`
       history: 6h                          # warm-up window read with query_range at start
-      detector: ensemble
+      detector: context                    # see `mlctl detect detectors`
       threshold: null                      # default: the detector's own threshold
       alertmanager: http://127.0.0.1:9093  # optional
       webhooks: [https://hooks.example/alerts, slack+https://hooks.example/T000/B000]
@@ -39,7 +39,7 @@ class DetectSpec(BaseModel):
     interval: str = Field("15s", description="polling period of the watch loop")
     step: str | None = Field(None, description="query_range resolution (default: the interval)")
     history: str = Field("6h", description="history read at start to warm the detectors up")
-    detector: str = Field("ensemble", description="detector name (see `mlctl detect detectors`)")
+    detector: str | None = Field(None, description="detector name (default: the built-in default, context)")
     params: dict[str, Any] = Field(default_factory=dict, description="detector parameters")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="score at which a point is anomalous")
     alertmanager: str | None = Field(None, description="Alertmanager URL to send alerts to")

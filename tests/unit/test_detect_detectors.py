@@ -11,7 +11,8 @@ from mlctl.core.errors import NotFound, UsageError
 from mlctl.detect.base import DEFAULT_DETECTOR, Detector, available_detectors, make_detector
 from mlctl.detect.detectors.seasonal import estimate_period
 
-NAMES = sorted(available_detectors())
+# the built-in detectors (tests elsewhere register test-only ones in the same registry)
+NAMES = sorted(n for n, c in available_detectors().items() if c.__module__.startswith("mlctl.detect.detectors"))
 # small settings so the slow detector (a forest refit) runs quickly in the shared checks
 FAST = {"iforest": {"min_points": 40, "refit_every": 60, "history": 200, "n_estimators": 10}}
 
@@ -31,9 +32,9 @@ def series(n: int = 600, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_has_the_required_detectors() -> None:
-    assert {"zscore", "seasonal", "forecast", "iforest", "changepoint", "ensemble"} <= set(NAMES)
-    assert DEFAULT_DETECTOR == "ensemble"
-    assert type(make_detector()).name == "ensemble"
+    assert {"zscore", "seasonal", "forecast", "iforest", "changepoint", "ensemble", "context"} <= set(NAMES)
+    assert DEFAULT_DETECTOR == "context"
+    assert type(make_detector()).name == "context"
     with pytest.raises(NotFound):
         make_detector("no-such-detector")
 
@@ -270,3 +271,99 @@ def test_ensemble_mean_is_the_mean_of_member_surprises() -> None:
     surprise = [4 * s / (1 - s) for s in zs]  # back from score = z / (z + 4)
     mean = (surprise[0] + surprise[1]) / 2
     np.testing.assert_allclose(ens, mean / (mean + 4), rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------------ context novelty
+
+
+def sine_with_spike(n: int = 200, at: int = 60, length: int = 6, seed: int = 11) -> np.ndarray:
+    """A 1 s metric: 40 + 4 sin (period 30 points), noise 0.4, and a +45 spike of ``length`` points."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = 40 + 4 * np.sin(2 * np.pi * t / 30) + rng.normal(0, 0.4, n)
+    x[at : at + length] += 45
+    return x
+
+
+def test_context_flags_a_spike_after_noise_at_full_score() -> None:
+    d = make_detector("context")
+    s = d.score(flat_then_spike())
+    assert s[300] == 1.0 == s.max()  # a break of the known range
+    # pure noise still makes the odd new move between its rarest levels, but seldom
+    assert np.mean(s[100:300] >= d.default_threshold) <= 0.02
+
+
+def test_context_flags_a_spike_once_and_then_quiets_down() -> None:
+    d = make_detector("context")
+    x = sine_with_spike()
+    s = d.score(x)
+    thr = d.default_threshold
+    assert s[60] >= thr and s[60] == s.max()
+    assert (s[66:72] < thr).all()  # the alert can resolve right after the spike
+    assert (s[61 : 61 + d.suppress] == 0).all()  # one event, one report
+    loud = make_detector("context", suppress=0).score(x)
+    assert (loud[61:66] < thr).all()  # the rest of the spike is no longer new: its levels were just seen
+
+
+def test_context_flags_a_bump_above_a_daily_pattern() -> None:
+    t = np.arange(2016)
+    x = 0.5 + 0.2 * np.sin(2 * np.pi * t / 288) + np.random.default_rng(5).normal(0, 0.01, 2016)
+    x[1500:1506] += 0.45
+    s = make_detector("context").score(x)
+    thr = make_detector("context").default_threshold
+    assert s[1500] >= thr
+    assert (s[1000:1500] < thr).all()  # the daily pattern itself is known by then
+
+
+def test_context_repeated_pattern_is_learned_but_a_new_move_inside_the_range_is_flagged() -> None:
+    t = np.arange(1200)
+    x = (t % 16) / 2.0 + np.random.default_rng(4).normal(0, 0.02, 1200)  # a ramp over 8 levels, repeated
+    d = make_detector("context", suppress=0)
+    assert (d.score(x[:1000])[200:] < d.default_threshold).all()
+    y = x.copy()
+    y[1003:1008] = y[1003 + 8 : 1008 + 8]  # skip half a ramp: values stay in range, the move is new
+    s = make_detector("context", suppress=0).score(y)
+    assert s[1003] >= d.default_threshold
+    assert make_detector("context", suppress=0).score(x)[1000:].max() < d.default_threshold
+    # the robust z-score is blind to it: the values stay in the usual range
+    assert make_detector("zscore", suppress=0).score(y)[1003:1010].max() < make_detector("zscore").default_threshold
+
+
+def test_context_new_transition_score_depends_on_how_settled_the_level_was() -> None:
+    # level 0 always went back to level 0 (many departures, one successor): a new successor is surprising
+    settled = np.concatenate([np.tile([0.0, 0.0, 0.0, 7.0], 50), [0.0, 3.5]])
+    s = make_detector("context", bins=8, suppress=0, min_points=10).score(settled)
+    assert s[-1] >= 0.9
+    # the same new move from a level that keeps going somewhere new scores low
+    rng = np.random.default_rng(0)
+    wandering = rng.permutation(np.repeat(np.arange(8.0), 4))
+    wandering = np.concatenate([[0.0, 7.0], wandering])
+    d = make_detector("context", bins=8, suppress=0, min_points=4)
+    out = d.score(wandering)
+    assert out.max() < 0.9
+
+
+def test_context_range_growth_relevels_the_memory_and_memory_is_bounded() -> None:
+    d = make_detector("context", memory=300, suppress=0)
+    x = series(2000, seed=1)
+    d.score(x)
+    assert d.models_ is not None
+    model = d.models_[0]
+    assert len(model.hist) == 300
+    # the counts rebuilt after the range grows equal those of a fresh model fed the kept history
+    before = (model.lo, model.hi)
+    d.update(model.hi + 10 * (model.hi - model.lo))
+    assert (model.lo, model.hi) != before
+    h = np.array(list(model.hist))
+    levels = np.clip(((h - model.lo) / (model.hi - model.lo) * model.bins).astype(int), 0, model.bins - 1)
+    pairs = set(zip(levels[:-1].tolist(), levels[1:].tolist(), strict=True))
+    assert model.seen == {a * model.bins + b for a, b in pairs}
+    assert model.out == np.bincount(levels[:-1], minlength=model.bins).tolist()
+    assert model.succ == [sum(1 for a, _ in pairs if a == lvl) for lvl in range(model.bins)]
+
+
+def test_context_validates_params() -> None:
+    with pytest.raises(UsageError):
+        make_detector("context", bins=1)
+    with pytest.raises(UsageError):
+        make_detector("context", tolerance=-0.1)

@@ -3,6 +3,6 @@
 scikit-learn is imported only when an ``iforest`` detector fits its first forest.
 """
 
-from mlctl.detect.detectors import changepoint, ensemble, forecast, iforest, seasonal, zscore
+from mlctl.detect.detectors import changepoint, context, ensemble, forecast, iforest, seasonal, zscore
 
-__all__ = ["changepoint", "ensemble", "forecast", "iforest", "seasonal", "zscore"]
+__all__ = ["changepoint", "context", "ensemble", "forecast", "iforest", "seasonal", "zscore"]
