@@ -51,6 +51,15 @@ __all__ = [
 Doc = Mapping[str, Any]
 
 
+def _ingest_time(doc: Doc, now: float) -> float:
+    """``ingested_at`` if given, else ``received_at`` (stable when a line is delivered again), else ``now``."""
+    for key in ("ingested_at", "received_at"):
+        given = doc.get(key)
+        if isinstance(given, int | float) and not isinstance(given, bool):
+            return float(given)
+    return now
+
+
 def doc_time(doc: Doc, default: float | None = None) -> float | None:
     """The document's own time (``timestamp``, ISO 8601 or epoch seconds) in epoch seconds, else ``default``.
 
@@ -217,8 +226,7 @@ class SqliteFtsIndex(SearchIndex):
             doc_id = doc.get("doc_id")
             if not doc_id:
                 raise OperationFailed("a document without doc_id cannot be indexed", hint=f"got keys {sorted(doc)}")
-            given = doc.get("ingested_at")
-            ingested = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
+            ingested = _ingest_time(doc, now)
             body = dict(doc)
             body.setdefault("ingested_at", ingested)
             rows.append(
@@ -406,8 +414,8 @@ class OpenSearchIndex(SearchIndex):
         return self.prefix
 
     def index_name(self, doc: Doc, now: float | None = None) -> str:
-        """``PREFIX-YYYY.MM.DD`` of the document's day (its timestamp, else ``now``)."""
-        when = doc_time(doc, now if now is not None else time.time())
+        """``PREFIX-YYYY.MM.DD`` of the document's day (its timestamp, else when it was received, else ``now``)."""
+        when = doc_time(doc, _ingest_time(doc, now if now is not None else time.time()))
         return f"{self.prefix}-{datetime.fromtimestamp(when or 0.0, UTC).strftime('%Y.%m.%d')}"
 
     def ensure_schema(self) -> None:
@@ -432,8 +440,7 @@ class OpenSearchIndex(SearchIndex):
             doc_id = doc.get("doc_id")
             if not doc_id:
                 raise OperationFailed("a document without doc_id cannot be indexed", hint=f"got keys {sorted(doc)}")
-            given = doc.get("ingested_at")
-            ingested = float(given) if isinstance(given, int | float) and not isinstance(given, bool) else now
+            ingested = _ingest_time(doc, now)
             own = doc_time(doc)
             source = dict(doc)
             if doc.get("timestamp") is not None and own is None:  # not a time: keep the text, index no date

@@ -49,6 +49,7 @@ class LogRecord:
     severity: str | None = None  # e.g. info, warning, error, critical
     rule: str | None = None  # the rule that set the class, if any
     timestamp: str | None = None  # ISO 8601, from the headers when they hold a time
+    received_at: float | None = None  # when the line was received (Kafka: the message time, same on redelivery)
     doc_id: str = ""
 
     def __post_init__(self) -> None:

@@ -235,7 +235,11 @@ class KafkaSource:
             raw = m.value.decode("utf-8", "replace") if m.value is not None else ""
             out.append(
                 LogRecord(
-                    line_id=m.offset + 1, raw=raw.rstrip("\n"), source=f"{m.topic}/{m.partition}", offset=m.offset
+                    line_id=m.offset + 1,
+                    raw=raw.rstrip("\n"),
+                    source=f"{m.topic}/{m.partition}",
+                    offset=m.offset,
+                    received_at=m.timestamp,
                 )
             )
         return out

@@ -229,6 +229,8 @@ def test_opensearch_daily_index_names_follow_the_record_time() -> None:
     assert idx.index_name({"timestamp": "2024-03-05T23:59:59"}) == "logs-2024.03.05"
     assert idx.index_name({"timestamp": "2024-03-05T23:30:00-02:00"}) == "logs-2024.03.06"
     assert idx.index_name({"timestamp": None}, now=86400.0 * 3) == "logs-1970.01.04"
+    # without a time of its own, a line redelivered a day later still lands in the day it was received
+    assert idx.index_name({"timestamp": None, "received_at": 86400.0 * 3 - 1}, now=86400.0 * 4) == "logs-1970.01.03"
     body = [json.loads(line) for line in idx._body([{"doc_id": "d1", "raw": "x", "timestamp": "junk"}]).splitlines()]
     assert body[0]["index"]["_id"] == "d1" and body[0]["index"]["_index"].startswith("logs-")
     assert body[1]["timestamp_text"] == "junk" and "timestamp" not in body[1]
