@@ -15,11 +15,11 @@ pytestmark = pytest.mark.scenario
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_scenario(name: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_scenario(name: str, *, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "NO_COLOR": "1", **env}
     return subprocess.run(
-        ["bash", str(REPO / "scenarios" / name)], capture_output=True, text=True, env=full_env, timeout=300
+        ["bash", str(REPO / "scenarios" / name)], capture_output=True, text=True, env=full_env, timeout=timeout
     )
 
 
@@ -52,6 +52,17 @@ def test_detect_scenario(tmp_path: Path) -> None:
     assert re.search(r"notifications: \[.*'firing'.*'resolved'", out), out[-2000:]
     assert "detect: all steps passed" in out
     assert not list(tmp_path.glob("mlctl-detect.*"))  # cleaned up, every process stopped
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(960)
+def test_logs_scenario(tmp_path: Path) -> None:
+    proc = run_scenario("logs.sh", TMPDIR=str(tmp_path), PYTHON=sys.executable, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "index: 100000 documents, 100000 with a class; lines produced: 100000" in out
+    assert re.search(r"SIGKILL consumer 1", out) and "logs: all steps passed" in out
+    assert not list(tmp_path.glob("mlctl-logs.*"))  # cleaned up, every process stopped
 
 
 def test_every_scenario_has_a_test() -> None:
