@@ -252,6 +252,14 @@ def search(
 def evaluate(
     data: Annotated[Path, typer.Option("--data", metavar="DIR", help="Loghub-2k layout folder (with formats.json).")],
     system: Annotated[list[str] | None, typer.Option("--system", help="Only these systems (repeatable).")] = None,
+    truth: Annotated[
+        str,
+        typer.Option(
+            "--truth",
+            metavar="template|event-id",
+            help="True groups for grouping accuracy: lines with the same corrected template, or the same EventId.",
+        ),
+    ] = "template",
     min_grouping: Annotated[
         float | None, typer.Option("--min-grouping", help="Exit 3 when average grouping accuracy is below.")
     ] = None,
@@ -262,20 +270,22 @@ def evaluate(
     """Evaluate the parser (and classifier, where labels exist) on labelled logs.
 
     Per system and on average: grouping accuracy (a line counts when its predicted group holds
-    exactly the lines of its true group) and parsing accuracy (template string equal); for
+    exactly the lines of its true group; --truth event-id takes true groups by ground-truth
+    EventId instead of corrected template) and parsing accuracy (template string equal); for
     systems with an alert column (BGL), precision/recall/F1 of the weak alert labels.
 
-    Example: mlctl classify-logs evaluate --data ../loghub
+    Example: mlctl classify-logs evaluate --data ../loghub --truth event-id
     """
     from mlctl.core.errors import CheckFailed
     from mlctl.logs.evaluate import evaluate_parsing
 
-    report = evaluate_parsing(data, systems=system)
+    report = evaluate_parsing(data, systems=system, truth=truth.strip().lower().replace("-", "_"))
     doc = report.to_dict()
     render(doc, table_data=doc.get("systems"), title="parsing accuracy")
     if ui.format is OutputFormat.table:
         message(
-            f"average grouping accuracy {report.grouping_accuracy:.3f}, parsing accuracy {report.parsing_accuracy:.3f}"
+            f"average grouping accuracy {report.grouping_accuracy:.3f} (true groups by {truth}), "
+            f"parsing accuracy {report.parsing_accuracy:.3f}"
         )
     if min_grouping is not None and report.grouping_accuracy < min_grouping:
         raise CheckFailed(f"average grouping accuracy {report.grouping_accuracy:.3f} is below {min_grouping}")

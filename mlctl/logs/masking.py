@@ -6,14 +6,17 @@ parser's accuracy. Every rule here is generic (nothing is specific to one system
 * whole values: IPv4 and IPv6 addresses (with an optional port), UUIDs, URLs, e-mail addresses,
   file paths (two or more separators), hex numbers (``0x1f``) and long hex ids, numbers with an
   optional sign, decimals, exponent and unit (``12ms``, ``3.5GB``, ``-7``), dates and times;
-* ``key=value`` pairs keep the key and mask the value (``uid=0`` -> ``uid=<*>``);
+* ``key=value`` pairs keep the key and mask the value (``uid=0`` -> ``uid=<*>``), and so do
+  dot leaders (``threshold......12`` -> ``threshold......<*>``) and calls
+  (``chdir(/tmp/x)`` -> ``chdir(<*>)``, ``LOGIN(uid=0)`` -> ``LOGIN(uid=<*>)``);
 * any other token holding a digit is masked as a whole (``blk_-6952``, ``node-246``,
-  ``R02-M1-N0-C:J12``), except identifiers with a single embedded digit such as ``ssh2``,
-  ``jk2_init`` or ``ipv6``, which are usually wording;
+  ``R02-M1-N0-C:J12``), except words with a single embedded digit such as ``ssh2`` or
+  ``ipv6``, which are usually wording;
 * weekday and month abbreviations (``Mon``, ``Jul``), which are parts of dates.
 
 Brackets, quotes and trailing punctuation around a value stay: ``[10.0.0.1]`` -> ``[<*>]``,
-``(uid=0)`` -> ``(uid=<*>)``. Results are cached per token (the cache is bounded).
+``(uid=0)`` -> ``(uid=<*>)``. Results are cached per token (the cache is bounded), and the
+common shapes (plain words, numbers, identifiers with a digit) skip the rule table.
 
 >>> mask_token("10.251.73.220:50010")
 '<*>'
@@ -61,13 +64,36 @@ RULES: tuple[tuple[str, str], ...] = (
 )
 _WHOLE = re.compile("|".join(f"(?:{p})" for _, p in RULES))
 _KEYED = re.compile(r"^([A-Za-z_][\w.\-]*)([=:])(.+)$")
+# a word, a dot leader and a value: ``threshold........12`` keeps ``threshold........``
+_LEADER = re.compile(r"^([A-Za-z_][\w\-]*\.{2,})([^.].*)$")
+# a call: ``chdir(/tmp/x)`` keeps ``chdir(`` and masks its argument
+_CALL = re.compile(r"^([A-Za-z_][\w.\-]*)\(([^()]+)$")
 _WORDISH = re.compile(r"^[A-Za-z]{2,}\d(?:[A-Za-z]+)?$")
 _DIGITS = re.compile(r"\d")
+# characters that send a digit-free token through the value rules (paths, e-mails, keys, hosts)
+_SUSPECT = re.compile(r"[=/\\@]|\..*\.")
 
 _cache: dict[str, str] = {}
+#: the cached tokens whose core is a unit (``ms``, ``KB,``): a unit is masked only after a masked number
+_unit_tokens: set[str] = set()
+_clears = [0]  # how many times the cache was cleared
 
 
 def _mask_core(core: str) -> str:
+    if _DIGITS.search(core):
+        if core.isdecimal():
+            return WILDCARD
+        if ":" not in core and "=" not in core and "(" not in core:
+            # no key: every rule and the digit rule give <*>, unless it is a word with one digit (ssh2)
+            if _WORDISH.match(core) and sum(c.isdigit() for c in core) == 1 and not _WHOLE.fullmatch(core):
+                return core
+            leader = _LEADER.match(core) if ".." in core else None
+            if leader and not _WHOLE.fullmatch(core):
+                return leader.group(1) + _mask_value(leader.group(2))
+            return WILDCARD
+    call = _CALL.match(core) if "(" in core else None
+    if call:
+        return f"{call.group(1)}({_mask_value(call.group(2))}"
     if _WHOLE.fullmatch(core):
         return WILDCARD
     keyed = _KEYED.match(core)
@@ -91,58 +117,68 @@ def _mask_value(value: str) -> str:
 
 
 def _split_edges(token: str) -> str:
-    start, end = 0, len(token)
-    while start < end and token[start] in _EDGE:
-        start += 1
-    while end > start and token[end - 1] in _TRAIL:
-        end -= 1
-    core = token[start:end]
+    core = token.lstrip(_EDGE)
+    start = len(token) - len(core)
+    core = core.rstrip(_TRAIL)
     if not core:
         return token
-    return token[:start] + _mask_core(core) + token[end:]
+    return token[:start] + _mask_core(core) + token[start + len(core) :]
+
+
+def _mask_uncached(token: str) -> str:
+    if token.isdecimal():
+        return WILDCARD
+    if _DIGITS.search(token):
+        # the common value shape, an identifier with a digit and no key, call or dot leader: masked whole
+        core = token.lstrip(_EDGE)
+        start = len(token) - len(core)
+        core = core.rstrip(_TRAIL)
+        if not (":" in core or "=" in core or "(" in core or ".." in core or _WORDISH.match(core)):
+            return token[:start] + WILDCARD + token[start + len(core) :]
+        return _split_edges(token)
+    stripped = token.strip(_TRAIL)
+    if stripped.isalpha() and "." not in token and stripped not in _DATE_WORDS:
+        return token  # a plain word, the common case: no rule applies
+    if _DIGITS.search(token) or _SUSPECT.search(token) or stripped in _DATE_WORDS:
+        return _split_edges(token)
+    return token
+
+
+def _remember(token: str) -> str:
+    """Mask a token not in the cache, and cache it."""
+    if len(token) > MAX_TOKEN_CHARS:
+        return WILDCARD
+    out = _mask_uncached(token)
+    if len(_cache) >= CACHE_SIZE:
+        _cache.clear()
+        _unit_tokens.clear()
+        _clears[0] += 1
+    _cache[token] = out
+    if token.rstrip(_TRAIL) in UNITS:
+        _unit_tokens.add(token)
+    return out
 
 
 def mask_token(token: str) -> str:
     """The token with its variable parts replaced by ``<*>`` (cached)."""
     hit = _cache.get(token)
-    if hit is not None:
-        return hit
-    if len(token) > MAX_TOKEN_CHARS:
-        return WILDCARD
-    out = (
-        _split_edges(token)
-        if (
-            _DIGITS.search(token)
-            or "=" in token
-            or "/" in token
-            or "\\" in token
-            or "@" in token
-            or token.count(".") >= 2
-            or token.strip(_TRAIL) in _DATE_WORDS
-        )
-        else token
-    )
-    if len(_cache) >= CACHE_SIZE:
-        _cache.clear()
-    _cache[token] = out
-    return out
+    return hit if hit is not None else _remember(token)
 
 
 def mask_tokens(tokens: list[str]) -> list[str]:
     """:func:`mask_token` over a list of tokens; a unit right after a masked number is masked too."""
-    get = _cache.get
-    out = []
-    previous = ""
-    for tok in tokens:
-        hit = get(tok)
-        if hit is None:
-            hit = mask_token(tok)
-        if previous == WILDCARD and hit != WILDCARD:
-            core = tok.rstrip(_TRAIL)
-            if core in UNITS:
-                hit = WILDCARD + tok[len(core) :]
-        out.append(hit)
-        previous = hit
+    out: list[str] = list(map(_cache.get, tokens))
+    clears = _clears[0]
+    if None in out:
+        out = [hit if hit is not None else _remember(token) for hit, token in zip(out, tokens, strict=True)]
+    # _unit_tokens holds every cached unit, so a line without one needs no unit pass (unless the
+    # cache was cleared while this line was masked)
+    if (_unit_tokens and not _unit_tokens.isdisjoint(tokens)) or clears != _clears[0]:
+        for i in range(1, len(out)):
+            if out[i - 1] == WILDCARD and out[i] != WILDCARD:
+                core = tokens[i].rstrip(_TRAIL)
+                if core in UNITS:
+                    out[i] = WILDCARD + tokens[i][len(core) :]
     return out
 
 

@@ -9,12 +9,24 @@ How a message becomes a template:
    template it fits (equal at every constant position); failing that, the most similar cluster if
    the share of equal positions reaches ``similarity`` (the template then generalises: the
    differing positions become ``<*>``, as in Drain); failing that, it starts a new cluster.
-3. **Consolidation.** Now and then (every time the number of patterns has grown by half, and at
-   the end of :meth:`TemplateMiner.parse`) the clusters are rebuilt from all patterns seen, top
-   down: the patterns of one token count are split on the position with the fewest distinct
-   values, as long as that position looks like wording -- few distinct values (at most
-   ``split_values``), none of them masked -- and a position with more values is a variable.
-   This is what tells ``Starting X`` from ``Ending X`` while ``Invalid user <*>`` stays one template.
+3. **Consolidation.** Now and then (every time the number of patterns has doubled, and at the
+   end of :meth:`TemplateMiner.parse`) the clusters are rebuilt from all patterns seen, a pure
+   function of the patterns and their line counts. The patterns of one token count are first
+   grouped by their *anchor*, the constant tokens that share the pattern's most common token
+   frequency (Brain's longest common pattern); each group is then split top down on the position
+   with the fewest distinct values, as long as that position looks like wording:
+
+   * at most ``split_values`` distinct values (``first_split_values`` for the first token, which
+     is usually the event's verb or name: ``boot (command 1)``, ``wait (command 2)``);
+   * none of them masked, except constant punctuation beside masked values (``****`` among
+     numbers); partly masked values count when their constant parts differ (``(uid=<*>)`` and
+     ``LOGIN(uid=<*>)``), not when one is the other with a given value (``()`` and ``(<*>)``);
+   * not *shared*: a column whose values also fill a column of another anchor group carries the
+     same data through several messages (the users of ``session opened for user X`` and
+     ``session closed for user X``), so it is a variable however few its values.
+
+   A position with more values is a variable. This is what tells ``Starting X`` from
+   ``Ending X`` while ``Invalid user <*>`` stays one template.
 
 Identifiers: a cluster's ``cluster_id`` is the index of its oldest pattern; the ``event_id`` is a
 hash of the template text (``E`` + 8 hex digits), the same in every run and every process for the
@@ -46,8 +58,9 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import eq, itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -93,6 +106,7 @@ _SEEN_MAX_CHARS = 4096
 _PARAMS = {
     "similarity": (float, 0.0, 1.0),
     "split_values": (int, 1, 10_000),
+    "first_split_values": (int, 1, 10_000),
     "max_tokens": (int, 2, 100_000),
     "max_patterns": (int, 1, 100_000_000),
 }
@@ -106,11 +120,13 @@ class TemplateMiner:
         *,
         similarity: float = 0.5,
         split_values: int = 4,
+        first_split_values: int = 16,
         max_tokens: int = 128,
         max_patterns: int = 200_000,
     ) -> None:
         self.similarity = similarity
         self.split_values = split_values
+        self.first_split_values = first_split_values
         self.max_tokens = max_tokens
         self.max_patterns = max_patterns
         self._validate()
@@ -127,6 +143,8 @@ class TemplateMiner:
         self._regex: dict[str, re.Pattern[str]] = {}
         self._seen: dict[str, int] = {}  # recent message -> pattern number (a bounded cache)
         self._slots: dict[int, list[tuple[int, re.Pattern[str] | None]]] = {}  # cluster -> variable positions
+        # cluster -> (getter of its constant positions, their values): does a pattern fit the template?
+        self._fitters: dict[int, tuple[Callable[[tuple[str, ...]], Any] | None, Any]] = {}
 
     def _validate(self) -> None:
         for name, (kind, lo, hi) in _PARAMS.items():
@@ -153,19 +171,20 @@ class TemplateMiner:
         """Mine one message; returns its cluster id (its template may still generalise)."""
         number = self._seen.get(content)
         if number is None:
-            key = self._pattern(content)
+            tokens = content.split()
+            if len(tokens) < self.max_tokens:
+                key = tuple(mask_tokens(tokens))
+            else:
+                key = self._pattern(content)
             number = self._index.get(key)
             if number is None:
                 return self._learn_new(key, time.time() if at is None else at)
-            self._remember(content, number)
+            if len(content) <= _SEEN_MAX_CHARS:
+                if len(self._seen) >= _SEEN_SIZE:
+                    self._seen.clear()
+                self._seen[content] = number
         self._count[number] += 1
         return self._cluster_of[number]
-
-    def _remember(self, content: str, number: int) -> None:
-        if len(content) <= _SEEN_MAX_CHARS:
-            if len(self._seen) >= _SEEN_SIZE:
-                self._seen.clear()
-            self._seen[content] = number
 
     def _learn_number(self, content: str, at: float | None) -> int | None:
         """Like :meth:`learn`, returning the pattern number (None when not stored, past max_patterns)."""
@@ -176,7 +195,10 @@ class TemplateMiner:
             if number is None:
                 self._learn_new(key, time.time() if at is None else at)
                 return self._index.get(key)
-            self._remember(content, number)
+            if len(content) <= _SEEN_MAX_CHARS:
+                if len(self._seen) >= _SEEN_SIZE:
+                    self._seen.clear()
+                self._seen[content] = number
         self._count[number] += 1
         return number
 
@@ -196,40 +218,48 @@ class TemplateMiner:
         if cid is None:
             cid = self._merge_similar(key, number)
         self._cluster_of.append(cid)
-        if len(self._tokens) >= max(32, int(self._consolidated_at * 1.5)):
+        if len(self._tokens) >= max(32, self._consolidated_at * 2):
             self.consolidate()
             return self._cluster_of[number]
         return cid
 
+    def _set_template(self, cid: int, template: list[str]) -> None:
+        """Store a cluster's template and the quick test of whether a pattern fits it."""
+        self._templates[cid] = template
+        fixed = [i for i, t in enumerate(template) if t != WILDCARD]
+        if not fixed:
+            self._fitters[cid] = (None, None)
+        else:
+            self._fitters[cid] = (itemgetter(*fixed), itemgetter(*fixed)(template))
+        self._text.pop(cid, None)
+        self._slots.pop(cid, None)
+
     def _fit(self, key: tuple[str, ...]) -> int | None:
+        fitters = self._fitters
         for cid in self._by_len.get(len(key), ()):
-            template = self._templates[cid]
-            if all(t == WILDCARD or t == k for t, k in zip(template, key, strict=True)):
+            get, fixed = fitters[cid]
+            if get is None or get(key) == fixed:
                 return cid
         return None
 
     def _best_cluster(self, key: tuple[str, ...]) -> int | None:
-        best, best_sim = None, -1.0
-        n = len(key) or 1
+        best, best_same = None, -1
+        templates = self._templates
         for cid in self._by_len.get(len(key), ()):
-            same = sum(t == k for t, k in zip(self._templates[cid], key, strict=True)) / n
-            if same > best_sim:
-                best, best_sim = cid, same
-        return best if best_sim >= self.similarity else None
+            same = sum(map(eq, templates[cid], key))
+            if same > best_same:
+                best, best_same = cid, same
+        return best if best_same >= self.similarity * (len(key) or 1) else None
 
     def _merge_similar(self, key: tuple[str, ...], number: int) -> int:
         cid = self._best_cluster(key)
         if cid is None:
             cid = number
-            self._templates[cid] = list(key)
+            self._set_template(cid, list(key))
             self._by_len.setdefault(len(key), []).append(cid)
         else:
-            template = self._templates[cid]
-            for i, (t, k) in enumerate(zip(template, key, strict=True)):
-                if t != k:
-                    template[i] = WILDCARD
-            self._text.pop(cid, None)
-            self._slots.pop(cid, None)
+            template = [t if t == k else WILDCARD for t, k in zip(self._templates[cid], key, strict=True)]
+            self._set_template(cid, template)
         return cid
 
     def consolidate(self) -> None:
@@ -237,15 +267,18 @@ class TemplateMiner:
         by_len: dict[int, list[int]] = {}
         for number, key in enumerate(self._tokens):
             by_len.setdefault(len(key), []).append(number)
-        self._templates, self._by_len, self._text, self._slots = {}, {}, {}, {}
+        anchored = {length: self._anchor_groups(numbers) for length, numbers in sorted(by_len.items())}
+        shared = self._shared_columns(anchored)
+        self._templates, self._by_len, self._text, self._slots, self._fitters = {}, {}, {}, {}, {}
         self._cluster_of = [0] * len(self._tokens)
-        for length, numbers in sorted(by_len.items()):
-            for group in self._split(numbers, length):
-                cid = min(group)
-                self._templates[cid] = self._template_of(group, length)
-                self._by_len.setdefault(length, []).append(cid)
-                for number in group:
-                    self._cluster_of[number] = cid
+        for length, groups in anchored.items():
+            for index, anchor_group in enumerate(groups):
+                for group in self._split(anchor_group, shared.get((length, index), frozenset())):
+                    cid = min(group)
+                    self._set_template(cid, self._template_of(group))
+                    self._by_len.setdefault(length, []).append(cid)
+                    for number in group:
+                        self._cluster_of[number] = cid
         if self._overflow:  # lines past max_patterns follow the oldest pattern of their old cluster
             moved: dict[int, int] = {}
             for old, extra in self._overflow.items():
@@ -254,50 +287,98 @@ class TemplateMiner:
             self._overflow = moved
         self._consolidated_at = len(self._tokens)
 
-    def _anchor_groups(self, numbers: list[int], length: int) -> list[list[int]]:
-        freq: Counter[tuple[int, str]] = Counter()
-        for number in numbers:
-            c = self._count[number]
-            for pos, tok in enumerate(self._tokens[number]):
-                freq[pos, tok] += c
+    def _anchor_groups(self, numbers: list[int]) -> list[list[int]]:
+        """Group patterns by their anchor: the constant tokens sharing the most common frequency (as in Brain)."""
+        if len(numbers) == 1:
+            return [numbers]
+        keys = [self._tokens[n] for n in numbers]
+        weights = [self._count[n] for n in numbers]
+        freqs: list[dict[str, int]] = []
+        for col in zip(*keys, strict=True):
+            freq: dict[str, int] = {}
+            for token, weight in zip(col, weights, strict=True):
+                freq[token] = freq.get(token, 0) + weight
+            freq[WILDCARD] = 0  # a masked token is never part of an anchor
+            freqs.append(freq)
         groups: dict[tuple[tuple[int, str], ...], list[int]] = {}
-        for number in numbers:
-            key = self._tokens[number]
-            fs = [freq[pos, tok] for pos, tok in enumerate(key) if tok != WILDCARD]
-            if fs:
-                modes = Counter(fs)
-                root = max(modes, key=lambda f: (modes[f], f))
-                anchor = tuple((pos, tok) for pos, tok in enumerate(key) if tok != WILDCARD and freq[pos, tok] == root)
+        for number, key in zip(numbers, keys, strict=True):
+            fs = [freqs[i][t] for i, t in enumerate(key)]
+            present = [f for f in fs if f]
+            if present:
+                root = max(set(present), key=lambda f: (present.count(f), f))
+                anchor = tuple(i for i, f in enumerate(fs) if f == root)
             else:
                 anchor = ()
-            groups.setdefault(anchor, []).append(number)
+            groups.setdefault(tuple((i, key[i]) for i in anchor), []).append(number)
         return list(groups.values())
 
-    def _split(self, numbers: list[int], length: int) -> list[list[int]]:
-        """Anchor groups, then each split top down on its wording columns (fewest values first)."""
+    def _shared_columns(self, anchored: dict[int, list[list[int]]]) -> dict[tuple[int, int], frozenset[int]]:
+        """Columns whose few values also fill a column of another template: data, not wording.
+
+        A column that looks like wording (a handful of plain words) but shares at least two of its
+        values with a column of a different anchor group carries the same data through several
+        messages (user names in ``session opened for user X`` and ``session closed for user X``).
+        """
+        columns: dict[tuple[int, int, int], frozenset[str]] = {}
+        where: dict[str, list[tuple[int, int, int]]] = {}
+        for length, groups in anchored.items():
+            for index, group in enumerate(groups):
+                if len(group) < 2:
+                    continue
+                for pos, col in enumerate(zip(*(self._tokens[n] for n in group), strict=True)):
+                    if pos == 0:
+                        continue
+                    values = frozenset(col)
+                    if 1 < len(values) <= self.split_values and not any(WILDCARD in v for v in values):
+                        columns[length, index, pos] = values
+                        for v in values:
+                            where.setdefault(v, []).append((length, index, pos))
+        out: dict[tuple[int, int], set[int]] = {}
+        for (length, index, pos), values in columns.items():
+            hits: Counter[tuple[int, int, int]] = Counter()
+            for v in values:
+                hits.update(c for c in where[v] if c[:2] != (length, index))
+            if hits and max(hits.values()) >= 2:
+                out.setdefault((length, index), set()).add(pos)
+        return {k: frozenset(v) for k, v in out.items()}
+
+    def _split(self, numbers: list[int], skip: frozenset[int]) -> list[list[int]]:
+        """An anchor group split top down on its wording columns (fewest values first)."""
         out: list[list[int]] = []
-        stack = self._anchor_groups(numbers, length)
+        stack = [numbers]
+        tokens = self._tokens
         while stack:
             group = stack.pop()
+            if len(group) == 1:
+                out.append(group)
+                continue
             best: tuple[int, int] | None = None  # (distinct values, position)
-            for pos in range(length if len(group) > 1 else 0):
-                values: Counter[str] = Counter(self._tokens[n][pos] for n in group)
-                if len(values) > 1 and self._is_wording(values) and (best is None or len(values) < best[0]):
-                    best = (len(values), pos)
+            for pos, col in enumerate(zip(*(tokens[n] for n in group), strict=True)):
+                values = set(col)
+                k = len(values)
+                if k > 1 and pos not in skip and (best is None or k < best[0]) and self._is_wording(values, pos):
+                    best = (k, pos)
             if best is None:
                 out.append(group)
                 continue
             parts: dict[str, list[int]] = {}
+            at = best[1]
             for number in group:
-                parts.setdefault(self._tokens[number][best[1]], []).append(number)
+                parts.setdefault(tokens[number][at], []).append(number)
             stack.extend(parts.values())
         return out
 
-    def _is_wording(self, values: Counter[str]) -> bool:
+    def _is_wording(self, values: set[str], pos: int) -> bool:
         """Whether a column's values look like wording (split on them) rather than a variable."""
-        return len(values) <= self.split_values and not any(WILDCARD in v for v in values)
+        if len(values) > (self.first_split_values if pos == 0 else self.split_values):
+            return False
+        if WILDCARD in values:  # masked values beside constant punctuation (``****``) only
+            return all(v == WILDCARD or not any(c.isalnum() or c == "<" for c in v) for v in values)
+        # partly masked values are wording when their constant parts differ ("(uid=<*>)" and
+        # "LOGIN(uid=<*>)"), not when one is another with a value given ("(<*>)" and "()")
+        return not any(self._token_regex(v).match(w) for v in values if WILDCARD in v for w in values if w != v)
 
-    def _template_of(self, group: list[int], length: int) -> list[str]:
+    def _template_of(self, group: list[int]) -> list[str]:
         first = list(self._tokens[group[0]])
         for number in group[1:]:
             for i, token in enumerate(self._tokens[number]):
@@ -380,7 +461,18 @@ class TemplateMiner:
         lines = list(contents)
         numbers = [self._learn_number(content, at) for content in lines]
         self.consolidate()
-        return [self.match(c, self._final(c, n)) for c, n in zip(lines, numbers, strict=True)]
+        out: list[Match] = []
+        done: dict[str, Match] = {}  # a repeated message has the same final match (its own params list)
+        for content, number in zip(lines, numbers, strict=True):
+            hit = done.get(content)
+            if hit is None:
+                hit = self.match(content, self._final(content, number))
+                if len(done) < _SEEN_SIZE and len(content) <= _SEEN_MAX_CHARS:
+                    done[content] = hit
+                out.append(hit)
+            else:
+                out.append(Match(hit.event_id, hit.template, list(hit.params), hit.cluster_id))
+        return out
 
     def _final(self, content: str, number: int | None) -> int:
         if number is not None:

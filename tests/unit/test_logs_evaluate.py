@@ -14,6 +14,7 @@ from mlctl.logs.evaluate import (
     evaluate_parsing,
     grouping_accuracy,
     parsing_accuracy,
+    true_groups,
 )
 
 
@@ -92,3 +93,34 @@ def test_evaluate_parsing_errors(tmp_path) -> None:
         evaluate_parsing(tmp_path, systems=["Nope"])
     with pytest.raises(NotFound):
         evaluate_parsing(tmp_path)  # no files for Sys
+
+
+def test_truth_conventions_template_or_event_id(tmp_path) -> None:
+    users = ["root", "guest", "root", "guest", "root", "guest"]
+    lines = [f"INFO auth failure user={u}" for u in users] + ["WARN disk full", "WARN disk full"]
+    # one corrected template, but two EventIds split by user (as Linux's corrected file does)
+    truth = [("E1" if u == "root" else "E2", "auth failure user=<*>") for u in users]
+    truth += [("E3", "disk full")] * 2
+    write_system(tmp_path, "Sys", lines, truth)
+    (tmp_path / "formats.json").write_text(json.dumps({"Sys": "<Level> <Content>"}))
+    by_template = evaluate_parsing(tmp_path)
+    by_event = evaluate_parsing(tmp_path, truth="event_id")
+    assert by_template.truth == "template" and by_event.truth == "event_id"
+    assert by_template.grouping_accuracy == 1.0  # the miner merges the users: right by template
+    assert by_event.grouping_accuracy == pytest.approx(2 / 8)  # only "disk full" is a true EventId group
+    assert by_event.systems[0].templates_true == 3 and by_template.systems[0].templates_true == 2
+    assert by_event.parsing_accuracy == by_template.parsing_accuracy == 1.0
+    assert by_event.to_dict()["truth"] == "event_id"
+    with pytest.raises(UsageError):
+        evaluate_parsing(tmp_path, truth="event-id")
+
+
+def test_true_groups_normalise_templates_or_keep_event_ids() -> None:
+    rows = [
+        {"LineId": "1", "EventId": "E1", "EventTemplate": "a  <*>"},
+        {"LineId": "2", "EventId": "E2", "EventTemplate": "a <*> "},
+    ]
+    assert true_groups(rows) == {1: "a <*>", 2: "a <*>"}
+    assert true_groups(rows, "event_id") == {1: "E1", 2: "E2"}
+    with pytest.raises(UsageError):
+        true_groups(rows, "cluster")

@@ -69,3 +69,34 @@ def test_cache_is_bounded(monkeypatch) -> None:
     for i in range(25):
         mask_token(f"tok{i}x")
     assert len(masking._cache) <= 10
+
+
+@pytest.mark.parametrize(
+    ("token", "masked"),
+    [
+        ("instruction......0", "instruction......<*>"),  # a dot leader keeps its word
+        ("threshold................1,", "threshold................<*>,"),
+        ("chdir(/p/gb2/t800)", "chdir(<*>)"),  # a call keeps its name
+        ("LOGIN(uid=0)", "LOGIN(uid=<*>)"),
+        ("[mice.c(1234)]:", "[mice.c(<*>)]:"),
+        ("chdir(pwd)", "chdir(pwd)"),
+        ("a(1)b", "<*>"),
+        ("12345", "<*>"),
+        ("(3853443)", "(<*>)"),
+        ("abc1def", "<*>"),  # hex-like, not a word with one digit
+        ("Error:KeeperErrorCode", "Error:KeeperErrorCode"),
+        ("ContAlloc:2", "ContAlloc:<*>"),
+    ],
+)
+def test_keys_leaders_and_calls(token: str, masked: str) -> None:
+    masking._cache.clear()
+    assert mask_token(token) == masked
+    assert mask_token(token) == masked  # the cached answer is the same
+
+
+def test_units_follow_the_cache_when_it_is_cleared(monkeypatch) -> None:
+    monkeypatch.setattr(masking, "CACHE_SIZE", 3)
+    masking._cache.clear()
+    for _ in range(3):  # the cache fills and clears several times over these lines
+        assert mask_tokens("took 12 ms and 7 KB,".split()) == ["took", "<*>", "<*>", "and", "<*>", "<*>,"]
+        assert mask_tokens("ms B unit words".split()) == ["ms", "B", "unit", "words"]

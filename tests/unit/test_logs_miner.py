@@ -127,3 +127,74 @@ def test_bad_parameters_and_unknown_cluster() -> None:
         TemplateMiner(max_tokens=1)
     with pytest.raises(NotFound):
         TemplateMiner().template(99)
+
+
+def test_first_token_is_wording_with_more_values_than_elsewhere() -> None:
+    commands = ["boot", "wait", "halt", "risBoot", "clusterAddMember", "bootGenvmunix"]  # 6 > split_values
+    lines = [f"{c} (command {i})" for i in range(3) for c in commands]
+    matches = TemplateMiner().parse(lines)
+    assert {m.template for m in matches} == {f"{c} (command <*>)" for c in commands}
+    assert matches[0].params == ["0"]
+    # past first_split_values the first token is a variable too
+    narrow = TemplateMiner(first_split_values=5).parse(lines)
+    assert {m.template for m in narrow} == {"<*> (command <*>)"}
+
+
+def test_values_shared_by_two_templates_are_variables() -> None:
+    users = ["cyrus", "news", "test"]  # few values: alone they would look like wording
+    closed = [f"session closed for user {u}" for u in users] * 2
+    alone = TemplateMiner().parse(closed)
+    assert len({m.template for m in alone}) == 3
+    opened = [f"session opened for user {u} by (uid={i})" for i, u in enumerate(users)] * 2
+    matches = TemplateMiner().parse(closed + opened)
+    assert {m.template for m in matches} == {"session closed for user <*>", "session opened for user <*> by (uid=<*>)"}
+    assert matches[1].params == ["news"]
+
+
+def test_constant_punctuation_beside_masked_values_is_wording() -> None:
+    lines = [f"Fan speeds ( {3500 + i} {3400 + i} **** {3300 + i} )" for i in range(5)]
+    lines += [f"Fan speeds ( {3500 + i} {3400 + i} {3200 + i} {3300 + i} )" for i in range(5)]
+    matches = TemplateMiner().parse(lines)
+    assert matches[0].template == "Fan speeds ( <*> <*> **** <*> )"
+    assert matches[5].template == "Fan speeds ( <*> <*> <*> <*> )"
+
+
+def test_partly_masked_values_split_on_their_constant_parts_only() -> None:
+    lines = [f"session opened for user {u} by (uid={i})" for i, u in enumerate(["ann", "bob", "cy", "dan", "eve"])]
+    lines += ["session opened for user root by LOGIN(uid=0)"] * 3
+    matches = TemplateMiner().parse(lines)
+    assert matches[0].template == "session opened for user <*> by (uid=<*>)"
+    assert matches[-1].template == "session opened for user root by LOGIN(uid=<*>)"
+    # "()" is "(<*>)" with an empty value: one template
+    names = ["a.example.com", "", "b.example.org", ""]
+    hosts = [f"connection from 10.0.0.{i} ({h}) at noon" for i, h in enumerate(names)]
+    assert len({m.event_id for m in TemplateMiner().parse(hosts)}) == 1
+
+
+def test_consolidation_does_not_depend_on_the_order_of_lines() -> None:
+    import random
+
+    lines = (
+        invalid_user_lines()
+        + [f"{c} (command {i})" for i in range(3) for c in ["boot", "wait", "halt", "risBoot", "halt2x"]]
+        + [f"session closed for user {u}" for u in ["cyrus", "news", "test"]]
+        + [f"session opened for user {u} by (uid=0)" for u in ["cyrus", "news", "test"]]
+        + ["Starting TrustedInstaller initialization.", "Ending TrustedInstaller initialization."] * 3
+    )
+    reference = TemplateMiner().parse(lines)
+    for seed in range(3):
+        order = random.Random(seed).sample(range(len(lines)), len(lines))
+        shuffled = TemplateMiner().parse([lines[i] for i in order])
+        assert {i: m.event_id for i, m in zip(order, shuffled, strict=True)} == {
+            i: m.event_id for i, m in enumerate(reference)
+        }
+
+
+def test_online_fit_and_similarity_merge_between_consolidations() -> None:
+    miner = TemplateMiner(similarity=0.5)
+    a = miner.learn("disk sda is full now")
+    assert miner.learn("disk sdb is full now") == a  # 4 of 5 positions equal: merged online
+    assert miner.template(a) == "disk <*> is full now"
+    assert miner.cluster_of("disk sdz is full now") == a  # fits the generalised template
+    b = miner.learn("fan one stopped spinning at all")
+    assert b != a and miner.template(b) == "fan one stopped spinning at all"

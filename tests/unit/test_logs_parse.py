@@ -77,3 +77,12 @@ def test_rows_for_csv_headers_and_timestamp() -> None:
     row = next(rows_for_csv(records, ["Time", "Level"]))
     assert list(row) == csv_header(["Time", "Level"])
     assert row["ParameterList"] == "['6']"
+
+
+def test_repeated_lines_share_a_match_but_not_a_params_list() -> None:
+    lines = ["job 7 done", "job 8 done", "job 7 done"]
+    records = list(parse_lines(lines, None))
+    assert records[0].params == records[2].params == ["7"]
+    assert records[0].event_id == records[1].event_id == records[2].event_id
+    records[0].params.append("changed")
+    assert records[2].params == ["7"]
