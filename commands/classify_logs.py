@@ -272,16 +272,21 @@ def evaluate(
     Per system and on average: grouping accuracy (a line counts when its predicted group holds
     exactly the lines of its true group; --truth event-id takes true groups by ground-truth
     EventId instead of corrected template) and parsing accuracy (template string equal); for
-    systems with an alert column (BGL), precision/recall/F1 of the weak alert labels.
+    systems with a label column (BGL), alert precision/recall/F1 of the weak labels and of the
+    trained classifier (two-fold cross-validated).
 
     Example: mlctl classify-logs evaluate --data ../loghub --truth event-id
     """
     from mlctl.core.errors import CheckFailed
+    from mlctl.logs.classify_eval import evaluate_classification
     from mlctl.logs.evaluate import evaluate_parsing
 
     report = evaluate_parsing(data, systems=system, truth=truth.strip().lower().replace("-", "_"))
     doc = report.to_dict()
+    doc["classification"] = evaluate_classification(data, systems=system)
     render(doc, table_data=doc.get("systems"), title="parsing accuracy")
+    if ui.format is OutputFormat.table and doc["classification"]:
+        render(doc["classification"], title="alert vs normal, where labels exist (weak labels; trained, 2-fold)")
     if ui.format is OutputFormat.table:
         message(
             f"average grouping accuracy {report.grouping_accuracy:.3f} (true groups by {truth}), "

@@ -23,12 +23,47 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mlctl.core.errors import UsageError
 from mlctl.core.output import log
 from mlctl.detect import export as m
 from mlctl.detect.spec import DetectSpec
+
+
+class MetricSource(Protocol):
+    """Where a watch reads its series: Prometheus by default; the seam for other transports (Kafka...).
+
+    Both methods return objects with ``labels``, ``key``, ``timestamps`` and ``values`` (see
+    :class:`mlctl.connectors.prometheus.Series`); ``poll`` returns only points not returned before.
+    """
+
+    def history(self, start: float, end: float) -> list[Any]: ...
+
+    def poll(self, now: float) -> list[Any]: ...
+
+
+class PrometheusSource:
+    """``query_range`` for the history, then gap-free incremental polls."""
+
+    def __init__(self, client: Any, query: str, *, step_s: float, lookback_s: float) -> None:
+        self.client, self.query, self.step_s, self.lookback_s = client, query, step_s, lookback_s
+        self._poller: Any = None
+
+    def history(self, start: float, end: float) -> list[Any]:
+        from mlctl.connectors.prometheus import Poller
+
+        series = self.client.query_range(self.query, start, end, self.step_s)
+        self._poller = Poller(self.client, self.query, step=self.step_s, since=end, max_lookback_s=self.lookback_s)
+        return series
+
+    def poll(self, now: float) -> list[Any]:
+        if self._poller is None:
+            from mlctl.connectors.prometheus import Poller
+
+            self._poller = Poller(self.client, self.query, step=self.step_s, since=now,
+                                  max_lookback_s=self.lookback_s)  # fmt: skip
+        return self._poller.poll_once(now)
 
 
 @dataclass
@@ -125,6 +160,7 @@ class Watcher:
         state_dir: Path,
         alerter: Any = None,
         clock: Callable[[], float] = time.time,
+        source: MetricSource | None = None,
     ) -> None:
         from mlctl.connectors.prometheus import PrometheusClient
         from mlctl.detect.base import DEFAULT_DETECTOR, make_detector
@@ -137,6 +173,7 @@ class Watcher:
         self._prototype = make_detector(self.detector_name, **spec.params)
         self.threshold = spec.threshold if spec.threshold is not None else self._prototype.default_threshold
         self.client = PrometheusClient(prometheus_url)
+        self._source = source
         self.alerter = alerter
         self.clock = clock
         self.lock = threading.Lock()
@@ -272,12 +309,17 @@ class Watcher:
             log(f"alerts: {sink}: {error}; {flushed.pending} notification(s) kept in the outbox for retry")
 
     # -- the loop -----------------------------------------------------------------------------
+    @property
+    def source(self) -> MetricSource:
+        if self._source is None:
+            self._source = PrometheusSource(self.client, self.query, step_s=self.spec.step_s,
+                                            lookback_s=self.spec.history_s)  # fmt: skip
+        return self._source
+
     def warm_up(self) -> None:
         """Read the history window and feed it: silent up to the checkpoint, alerting after it."""
         now = self.clock()
-        step = self.spec.step_s
-        start = now - self.spec.history_s
-        history = self.client.query_range(self.query, start, now, step)
+        history = self.source.history(now - self.spec.history_s, now)
         if not history:
             log(f"watch {self.spec.name}: no series yet for {self.query!r}; polling until some appear")
         self.ingest(history, warmup=True)
@@ -285,7 +327,6 @@ class Watcher:
 
     def run(self, *, duration_s: float | None = None, iterations: int | None = None) -> WatchReport:
         """Warm up, then poll until the duration or iteration limit, or a stop signal."""
-        from mlctl.connectors.prometheus import Poller
         from mlctl.core.errors import MlctlError
 
         deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -294,8 +335,6 @@ class Watcher:
             self.warm_up()
             self._flush()
             self.save_checkpoint()
-        poller = Poller(self.client, self.query, step=self.spec.step_s, since=self.last_poll,
-                        max_lookback_s=self.spec.history_s)  # fmt: skip
         interval = self.spec.interval_s
         while not self.stop_event.is_set():
             if iterations is not None and self.report.iterations >= iterations:
@@ -306,7 +345,7 @@ class Watcher:
                 break
             began = time.monotonic()
             try:
-                batch = poller.poll_once(self.clock())
+                batch = self.source.poll(self.clock())
             except MlctlError as exc:
                 self.report.poll_errors += 1
                 log(f"watch {self.spec.name}: poll failed ({exc.message}); retrying next tick")

@@ -159,3 +159,25 @@ def test_build_alerter_from_spec(tmp_path: Path) -> None:
     kinds = [(type(s).__name__, getattr(s, "style", None)) for s in alerter.sinks]
     assert kinds == [("AlertmanagerSink", None), ("WebhookSink", "json"), ("WebhookSink", "slack")]
     assert alerter.alertname == "MetricAnomaly" and alerter.source == "detect:default"
+
+
+def test_any_metric_source_plugs_in(tmp_path: Path) -> None:
+    """The seam for other transports: an object with history() and poll() replaces Prometheus."""
+
+    class QueueSource:
+        def __init__(self) -> None:
+            self.pending = [[1.0, 1.0], [1.0, 40.0, 1.0]]
+
+        def history(self, start: float, end: float) -> list[Series]:
+            return []
+
+        def poll(self, now: float) -> list[Series]:
+            values = self.pending.pop(0) if self.pending else []
+            t0 = 60.0 * (10 - len(self.pending) * 5)
+            return [Series(labels={"host": "a"}, timestamps=t0 + 10.0 * np.arange(len(values)),
+                           values=np.asarray(values))] if values else []  # fmt: skip
+
+    spec = DetectSpec(query="from-a-queue", detector="test-jump", interval="10ms", name="q")
+    w = Watcher(spec, prometheus_url="http://127.0.0.1:1", state_dir=tmp_path, source=QueueSource())
+    report = w.run(iterations=3)
+    assert report.points == 5 and report.anomalies == 2 and report.poll_errors == 0
