@@ -87,12 +87,15 @@ PYEOF
 echo "end offsets: $(cat "$work/produced.json")"
 
 step "two consumers in group fleet-classifiers; kill one at ~${KILL_AT}%"
-stream() { $MLCTL classify-logs stream --from "kafka://127.0.0.1:$BROKER/fleet" --group fleet-classifiers \
-  --idle-timeout 30s -o json > "$work/consumer-$1.json" 2> "$work/consumer-$1.err"; }
-stream 1 & c1=$!; pids+=($c1)
-stream 2 & c2=$!; pids+=($c2)
-count() { $PY -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1], timeout=10))["count"])' \
-  "http://127.0.0.1:$SEARCH/fleet-logs-*/_count" 2>/dev/null || echo 0; }
+stream=($MLCTL classify-logs stream --from "kafka://127.0.0.1:$BROKER/fleet" --group fleet-classifiers
+        --batch-size 2000 --idle-timeout 30s -o json)
+# started directly (not through a function or subshell), so $! is the consumer itself
+"${stream[@]}" > "$work/consumer-1.json" 2> "$work/consumer-1.err" & c1=$!; pids+=($c1)
+"${stream[@]}" > "$work/consumer-2.json" 2> "$work/consumer-2.err" & c2=$!; pids+=($c2)
+count() { # refreshed first: a count of unrefreshed indices lags behind what was written
+  $PY -c 'import json,sys,urllib.request as u
+u.urlopen(u.Request(sys.argv[1] + "/_refresh", method="POST"), timeout=30)
+print(json.load(u.urlopen(sys.argv[1] + "/_count", timeout=30))["count"])' "http://127.0.0.1:$SEARCH/fleet-logs-*" 2>/dev/null || echo 0; }
 target=$(( LINES * KILL_AT / 100 ))
 for _ in $(seq 1 900); do
   n=$(count); if [ "$n" -ge "$target" ]; then break; fi; sleep 0.5
@@ -100,7 +103,14 @@ done
 echo "indexed $(count) lines; SIGKILL consumer 1 (pid $c1)"
 kill -9 "$c1"; wait "$c1" 2>/dev/null || true
 wait "$c2"
-echo "consumer 2: $(cat "$work/consumer-2.json" | tr -d '\n' | cut -c1-400)"
+$PY - "$work/consumer-2.json" "$LINES" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"consumer 2: {r['lines']} lines in {r['batches']} batches, {r['commits']} commits, {r['rebalances']} rebalances, "
+      f"stopped by {r['stopped_by']}")
+assert r["lines"] > int(sys.argv[2]) // 2, "consumer 2 did not take over the killed consumer's partitions"
+assert r["uncommitted"] == 0 and not r["errors"], r
+PYEOF
 
 step "check: every line in the index exactly once, with its class; every offset committed"
 $PY - "$SEARCH" "$BROKER" "$LINES" "$work/produced.json" <<'PYEOF'
