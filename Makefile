@@ -68,7 +68,7 @@ lint: $(VENV)/.dev
 
 test: system-deps $(VENV)/.dev $(AIRFLOW_VENV)/.installed lint
 	MLCTL_TEST_AIRFLOW_PYTHON="$(CURDIR)/$(AIRFLOW_VENV)/bin/python" $(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
-	  --cov --cov-report=term --cov-fail-under=$(COV_MIN) $(PYTEST_ARGS)
+	  --cov --cov-report=term --cov-fail-under=$(COV_MIN) --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not scenario" tests $(PYTEST_ARGS)

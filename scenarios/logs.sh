@@ -88,7 +88,7 @@ echo "end offsets: $(cat "$work/produced.json")"
 
 step "two consumers in group fleet-classifiers; kill one at ~${KILL_AT}%"
 stream=($MLCTL classify-logs stream --from "kafka://127.0.0.1:$BROKER/fleet" --group fleet-classifiers
-        --batch-size 2000 --idle-timeout 30s -o json)
+        --batch-size 2000 --idle-timeout 15s -o json)
 # started directly (not through a function or subshell), so $! is the consumer itself
 "${stream[@]}" > "$work/consumer-1.json" 2> "$work/consumer-1.err" & c1=$!; pids+=($c1)
 "${stream[@]}" > "$work/consumer-2.json" 2> "$work/consumer-2.err" & c2=$!; pids+=($c2)
