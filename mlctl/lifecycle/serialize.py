@@ -167,8 +167,12 @@ def save_model(estimator: Any, path: Path) -> str:
     """
     if flavor_of(estimator) == "torch":
         return str(_torch_model(estimator).save(Path(path)))
-    path = Path(path)
     data, _ = _dumps(estimator)
+    return write_atomically(Path(path), data)
+
+
+def write_atomically(path: Path, data: bytes) -> str:
+    """Write ``data`` to ``path`` through a temporary file and a rename; return its SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

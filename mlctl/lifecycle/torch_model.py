@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import inspect
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -187,16 +185,9 @@ class TorchScriptModel:
 
     def save(self, path: Path) -> str:
         """Write the archive to ``path`` (atomically) and return its SHA-256."""
-        data = self.to_bytes()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return hashlib.sha256(data).hexdigest()
+        from mlctl.lifecycle.serialize import write_atomically
+
+        return write_atomically(Path(path), self.to_bytes())
 
 
 def load_torch_model(path: Path, *, sha256: str) -> TorchScriptModel:

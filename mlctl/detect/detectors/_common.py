@@ -52,6 +52,27 @@ def spread_floor(center: float) -> float:
     return REL_FLOOR * abs(center) + ABS_FLOOR
 
 
+def per_column_row(detector: Any, x: Any) -> list[float]:
+    """``x`` (a number, list or array) as a list of floats, creating ``detector.models_`` (one per column,
+    from ``detector._new_model()``) at the first observation and checking the width afterwards."""
+    if isinstance(x, float | int) and not isinstance(x, bool):
+        row = [float(x)]
+    elif isinstance(x, list):
+        row = [float(v) for v in x]
+    else:
+        row = np.asarray(x, dtype=float).ravel().tolist()
+    if detector.models_ is None:
+        if not row:
+            raise UsageError(f"detector {detector.name!r}: an observation needs at least one value")
+        detector.models_ = [detector._new_model() for _ in row]
+    elif len(row) != len(detector.models_):
+        raise UsageError(
+            f"detector {detector.name!r}: got {len(row)} values, expected {len(detector.models_)}",
+            hint="every observation of a stream must have the same number of metrics",
+        )
+    return row
+
+
 class SortedWindow:
     """The last ``size`` values, kept in arrival order and in sorted order (for quantiles)."""
 
@@ -137,23 +158,7 @@ class ColumnwiseDetector(Detector):
     # ---------------------------------------------------------------- input handling
 
     def _row(self, x: Any) -> list[float]:
-        if isinstance(x, float | int) and not isinstance(x, bool):
-            row = [float(x)]
-        elif isinstance(x, list):
-            row = [float(v) for v in x]
-        else:
-            arr = np.asarray(x, dtype=float).ravel()
-            row = arr.tolist()
-        if self.models_ is None:
-            if not row:
-                raise UsageError(f"detector {self.name!r}: an observation needs at least one value")
-            self.models_ = [self._new_model() for _ in row]
-        elif len(row) != len(self.models_):
-            raise UsageError(
-                f"detector {self.name!r}: got {len(row)} values, expected {len(self.models_)}",
-                hint="every observation of a stream must have the same number of metrics",
-            )
-        return row
+        return per_column_row(self, x)
 
     def _surprise(self, row: list[float]) -> float:
         best = 0.0

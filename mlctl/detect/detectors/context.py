@@ -27,6 +27,7 @@ import numpy as np
 
 from mlctl.core.errors import UsageError
 from mlctl.detect.base import Detector, Param, register
+from mlctl.detect.detectors._common import per_column_row
 
 #: a row score at or above this starts a quiet period of ``suppress`` points
 TRIGGER = 0.5
@@ -148,22 +149,7 @@ class ContextNovelty(Detector):
         return ContextModel(bins=self.bins, tolerance=self.tolerance, min_points=self.min_points, memory=self.memory)
 
     def _row(self, x: Any) -> list[float]:
-        if isinstance(x, float | int) and not isinstance(x, bool):
-            row = [float(x)]
-        elif isinstance(x, list):
-            row = [float(v) for v in x]
-        else:
-            row = np.asarray(x, dtype=float).ravel().tolist()
-        if self.models_ is None:
-            if not row:
-                raise UsageError(f"detector {self.name!r}: an observation needs at least one value")
-            self.models_ = [self._new_model() for _ in row]
-        elif len(row) != len(self.models_):
-            raise UsageError(
-                f"detector {self.name!r}: got {len(row)} values, expected {len(self.models_)}",
-                hint="every observation of a stream must have the same number of metrics",
-            )
-        return row
+        return per_column_row(self, x)
 
     def _raw(self, row: list[float]) -> float:
         best = 0.0
