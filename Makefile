@@ -39,8 +39,13 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.core $(VENV)/.demo
 
 demo: $(VENV)/.demo
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash scenarios/demo.sh
-	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" bash scenarios/quickstart.sh
+	@start=$$(date +%s); \
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scenarios/demo.sh && t1=$$(date +%s) && \
+	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python" bash scenarios/quickstart.sh && t2=$$(date +%s) && \
+	echo && echo "== demo summary (embedded defaults, no server)" && \
+	echo "  1. scaffold, status, config origins, doctor ($$((t1 - start)) s)" && \
+	echo "  2. train + tune, promote, deploy, predict, retrain, rollback, status ($$((t2 - t1)) s)" && \
+	echo "  all steps passed in $$((t2 - start)) s; next: .venv/bin/mlctl --help, README.md, docs/cli.md"
 
 $(VENV)/.demo: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[ml,tracking,serve]'
