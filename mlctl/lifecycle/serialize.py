@@ -26,9 +26,12 @@ SHA-256 before opening it.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import types
 import warnings
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +137,72 @@ def _dumps(estimator: Any) -> tuple[bytes, list[str]]:
     except Exception as exc:  # skops raises TypeError/ValueError/... for unsupported objects
         raise OperationFailed(f"cannot serialize {type(estimator).__name__} with skops: {exc}",
                               hint="use estimators built from importable, module-level classes") from exc
+    data = _canonical_skops(data)
     needed = sorted(sio.get_untrusted_types(data=data))
     unexplained = sorted(set(needed) - allowed_types(estimator))
     if unexplained:
         raise OperationFailed(f"refusing to save {type(estimator).__name__}: the file would need types that are "
                               f"not part of the estimator: {', '.join(unexplained)}")
     return data, needed
+
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+
+
+def _canonical_skops(data: bytes) -> bytes:
+    """The same skops archive with the run-dependent parts made canonical, so that the same model
+    always gives the same bytes (and the same SHA-256).
+
+    skops names objects and array files after ``id()`` and stamps each zip entry with the current
+    time. Ids become their order of first appearance in the schema (a bijection, so shared
+    references stay shared) and array files are renamed to match; entries are written in a fixed
+    order with a fixed time and mode.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zin:
+        schema = json.loads(zin.read("schema.json"))
+        files = {info.filename: zin.read(info) for info in zin.infolist() if info.filename != "schema.json"}
+        compression = zin.getinfo("schema.json").compress_type
+    ids: dict[int, int] = {}
+    names: dict[str, str] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    value = ids.setdefault(value, len(ids) + 1)
+                elif key == "file" and isinstance(value, str) and value in files:
+                    suffix = value.rsplit(".", 1)[1] if "." in value else "bin"
+                    value = names.setdefault(value, f"{len(names) + 1}.{suffix}")
+                else:
+                    value = walk(value)
+                out[key] = value
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    schema = walk(schema)
+    unnamed = sorted(set(files) - set(names))  # files the schema does not name (none in skops 0.x)
+    for name in unnamed:
+        names[name] = name
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zout:
+        def put(name: str, payload: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.compress_type = compression
+            info.external_attr = 0o644 << 16
+            zout.writestr(info, payload)
+
+        put("schema.json", json.dumps(schema, indent=2, sort_keys=False).encode())
+        for old_name, new_name in sorted(names.items(), key=lambda kv: kv[1]):
+            put(new_name, files[old_name])
+    return buf.getvalue()
+
+
+def canonicalize_skops_file(path: Path) -> str:
+    """Rewrite the skops file at ``path`` canonically (see :func:`_canonical_skops`); its SHA-256."""
+    return write_atomically(Path(path), _canonical_skops(Path(path).read_bytes()))
 
 
 def trusted_types(estimator: Any) -> list[str]:
@@ -293,7 +356,7 @@ def save_mlflow_model(estimator: Any, directory: Path, *, signature: Mapping[str
         except Exception as exc:
             raise OperationFailed(f"cannot save the model as an MLflow model: {exc}") from exc
     model_file = Path(directory) / MODEL_FILE
-    return SavedModel(Path(directory), model_file, sha256_file(model_file), types)
+    return SavedModel(Path(directory), model_file, canonicalize_skops_file(model_file), types)
 
 
 def save_mlflow_torch(estimator: Any, directory: Path, *, signature: Mapping[str, Any]) -> SavedModel:

@@ -122,3 +122,39 @@ def test_mlflow_model_folder_records_the_trusted_types(custom_module, tmp_path: 
     assert read_signature(tmp_path / "model" / "MLmodel") == signature
     loaded = serialize.load_model(_artifact(saved.model_file, saved.sha256))
     np.testing.assert_allclose(loaded.predict(X[["a"]]), model.predict(X[["a"]]))
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_same_model_trained_twice_gives_the_same_bytes(task: str, tmp_path: Path) -> None:
+    X, y = _data(task)  # noqa: N806
+
+    def train() -> object:
+        est = estimators.build_estimator("random_forest", task, seed=0).set_params(n_estimators=5)
+        return estimators.with_preprocessing(est, X).fit(X, y)
+
+    first, second = train(), train()
+    sha1 = serialize.save_model(first, tmp_path / "a" / "model.skops")
+    sha2 = serialize.save_model(second, tmp_path / "b" / "model.skops")
+    assert sha1 == sha2
+    assert (tmp_path / "a" / "model.skops").read_bytes() == (tmp_path / "b" / "model.skops").read_bytes()
+    signature = {"inputs": [{"name": c, "type": "double"} for c in ("a", "b")] + [{"name": "colour", "type": "string"}],
+                 "outputs": [{"name": "y", "type": "string" if task == "classification" else "double"}]}
+    saved = [serialize.save_mlflow_model(m, tmp_path / f"mlflow-{i}", signature=signature)
+             for i, m in enumerate((first, second))]
+    assert saved[0].sha256 == saved[1].sha256 == serialize.sha256_file(saved[0].model_file)
+    loaded = serialize.load_model(_artifact(saved[1].model_file, saved[1].sha256))
+    pd.testing.assert_series_equal(pd.Series(loaded.predict(X)), pd.Series(first.predict(X)))
+    # a different model gives different bytes
+    other = estimators.build_estimator("random_forest", task, seed=1).set_params(n_estimators=5)
+    assert serialize.save_model(estimators.with_preprocessing(other, X).fit(X, y), tmp_path / "c.skops") != sha1
+
+
+def test_canonical_archives_keep_shared_references_shared() -> None:
+    import skops.io as sio
+
+    shared = np.arange(6.0)
+    obj = {"a": shared, "b": shared, "c": np.ones(3)}
+    data = serialize._canonical_skops(sio.dumps(obj))
+    assert data == serialize._canonical_skops(sio.dumps({"a": shared, "b": shared, "c": np.ones(3)}))
+    back = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    assert back["a"] is back["b"] and np.array_equal(back["a"], shared) and np.array_equal(back["c"], np.ones(3))
