@@ -97,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     ui.format = _format_from_argv(args)
     ui.verbosity = 0
+    ui.wide = False
     _common.cli_state.config_path = None
     try:
         rv = app(args=args, prog_name="mlctl", standalone_mode=False)

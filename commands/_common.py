@@ -46,6 +46,15 @@ VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show detail lines and tracebacks.", callback=_set_verbose)
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print results.", callback=_set_quiet)]
+def _set_wide(value: bool) -> bool:
+    if value:
+        ui.wide = True
+    return value
+
+
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="Tables: show every column and cut no cell short.", callback=_set_wide)
+]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to confirmation prompts.")]
 ConfigOpt = Annotated[

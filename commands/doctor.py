@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, load
+from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, WideOpt, load
 from mlctl.core.output import OutputFormat, render, ui
 
 
-def doctor(output: OutputOpt = OutputFormat.table, verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+def doctor(output: OutputOpt = OutputFormat.table, wide: WideOpt = False, verbose: VerboseOpt = False,
+           quiet: QuietOpt = False) -> None:
     """Check every optional engine at its configured URL.
 
     Exits 0 even when some are missing: they are optional.
+
+    The table shows engine, status, whether its client is installed and the URL; ``--wide`` adds
+    the detail of each probe and what the engine enables.
 
     Example: MLCTL_SERVICES_PROMETHEUS=http://127.0.0.1:9090 mlctl doctor -o json
     """
@@ -19,6 +23,7 @@ def doctor(output: OutputOpt = OutputFormat.table, verbose: VerboseOpt = False, 
     if ui.format is OutputFormat.table:
         rows = [{"engine": c.engine, "status": "up" if c.reachable else "down", "url": c.url, "detail": c.detail,
                  "installed": c.installed, "enables": c.enables} for c in checks]
-        render(rows, title="optional engines")
+        render(rows, title="optional engines", columns=["engine", "status", "installed", "url"],
+               wide_columns=["detail", "enables"])
     else:
         render({"engines": checks})

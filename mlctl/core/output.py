@@ -41,6 +41,7 @@ class _Settings:
     def __init__(self) -> None:
         self.format = OutputFormat.table
         self.verbosity = 0  # -1 quiet, 0 normal, 1+ verbose
+        self.wide = False  # tables: every column, no cell cut short (``--wide``)
         self.stdout: IO[str] | None = None
         self.stderr: IO[str] | None = None
 
@@ -121,17 +122,65 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None, title: str | None) -> Any:
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None, title: str | None,
+           wide_columns: Sequence[str] = (), width: int | None = None, fit: bool = False) -> Any:
+    """A Rich table of ``rows``.
+
+    By default long cells wrap inside their column. With ``fit`` (a command that offers
+    ``--wide``) cells never wrap: when the table is wider than ``width`` the longest columns give way first
+    (cut short with an ellipsis, never below 8 characters) while short ones (names, states,
+    versions) keep their width, so a row stays one line at 80 columns. ``wide_columns`` are
+    shown, and nothing is cut, only with ``--wide`` (as ``kubectl -o wide``).
+    """
     from rich.markup import escape
     from rich.table import Table
 
     cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
-    table = Table(title=title, title_justify="left", header_style="bold cyan")
-    for c in cols:
-        table.add_column(c.replace("_", " "), overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(_cell(row.get(c))) for c in cols))
+    if ui.wide:
+        cols += [c for c in wide_columns if c not in cols]
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    headers = [c.replace("_", " ") for c in cols]
+    natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    table = Table(title=title, title_justify="left", header_style="bold cyan", box=_box())
+    if not fit:
+        for header in headers:
+            table.add_column(header, overflow="fold")
+    else:
+        limits = natural if ui.wide or width is None else fit_widths(natural, width - _OVERHEAD * len(cols) - 1)
+        for header, limit in zip(headers, limits, strict=True):
+            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=limit)
+    for r in cells:
+        table.add_row(*(escape(c) for c in r))
     return table
+
+
+_OVERHEAD = 3  # per column in the table's box: one space of padding each side and a separator
+
+
+def fit_widths(natural: Sequence[int], budget: int, *, keep: int = 16, floor: int = 8) -> list[int]:
+    """Column widths that fit ``budget``: columns up to ``keep`` wide stay whole; longer ones are
+    capped at one common width (never below ``floor``), the largest that fits.
+
+    >>> fit_widths([10, 40, 30], 60)
+    [10, 25, 25]
+    >>> fit_widths([10, 12], 60)
+    [10, 12]
+    """
+    if sum(natural) <= budget:
+        return list(natural)
+    fixed = sum(w for w in natural if w <= keep)
+    long = [w for w in natural if w > keep]
+    cap = max(w for w in natural)
+    while cap > floor and fixed + sum(min(w, cap) for w in long) > budget:
+        cap -= 1
+    cap = max(cap, floor)
+    return [w if w <= keep else min(w, cap) for w in natural]
+
+
+def _box() -> Any:
+    from rich import box
+
+    return box.SIMPLE_HEAD
 
 
 def render(
@@ -141,13 +190,18 @@ def render(
     columns: Sequence[str] | None = None,
     title: str | None = None,
     table_data: Any = None,
+    wide_columns: Sequence[str] = (),
+    fit: bool = False,
 ) -> None:
     """Write ``result`` to stdout in the chosen format.
 
     For tables: a mapping renders as a two-column key/value table; a list of mappings as
     one row each (``columns`` picks and orders them). ``table_data`` lets a command show a
-    different (e.g. flattened) shape in the table than the stable JSON document.
+    different (e.g. flattened) shape in the table than the stable JSON document. With
+    ``wide_columns`` (shown only under ``--wide``) or ``fit``, each row stays one line at the
+    terminal's width (see :func:`_table`).
     """
+    fit = fit or bool(wide_columns)
     fmt = OutputFormat(fmt or ui.format)
     data = to_data(result)
     out = ui.out
@@ -163,18 +217,24 @@ def render(
         _write_csv(out, data, columns)
     else:
         shown = to_data(table_data) if table_data is not None else data
+        console = _console()
         if isinstance(shown, Mapping):
             rows = [{"key": k, "value": v} for k, v in shown.items()]
-            renderable = _table(rows, ["key", "value"], title)
+            renderable = _table(rows, ["key", "value"], title, width=console.width, fit=fit)
         elif isinstance(shown, list) and all(isinstance(r, Mapping) for r in shown):
             if not shown:
                 message(f"{title or 'results'}: none")
                 return
-            renderable = _table(shown, columns, title)
+            renderable = _table(shown, columns, title, wide_columns, width=console.width, fit=fit)
         else:
             out.write(f"{_cell(shown)}\n")
             return
-        _console().print(renderable)
+        if ui.wide:  # as wide as the table needs: nothing is cut short
+            from rich.measure import Measurement
+
+            needed = Measurement.get(console, console.options.update(max_width=100_000), renderable).maximum
+            console.width = max(console.width, needed)
+        console.print(renderable)
     out.flush()
 
 
