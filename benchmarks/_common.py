@@ -12,6 +12,12 @@ RESULTS = REPO / "benchmarks" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
 
 
+def shown_path(path: Path | str) -> str:
+    """``path`` as written in docs: relative to the repository (``../shared/data/nab``), never a
+    machine's absolute path."""
+    return os.path.relpath(Path(path).resolve(), REPO)
+
+
 def machine() -> str:
     """``x86_64, 2 cores`` style description of this machine."""
     return f"{platform.machine()}, {os.cpu_count()} cores"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine, write_section  # noqa: E402 - benchmarks/ is not a package
+from _common import REPO, RESULTS, machine, shown_path, write_section  # noqa: E402 - benchmarks/ is not a package
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 TARGET_SCORE = 70.0
@@ -225,7 +225,7 @@ def main() -> None:
         "benchmark": "detect_nab",
         "python": platform.python_version(),
         "machine": machine(),
-        "data": str(data),
+        "data": shown_path(data),
         "default": DEFAULT_DETECTOR,
         "jobs": args.jobs,
         "rows": rows,

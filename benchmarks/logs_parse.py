@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine, write_section  # noqa: E402 - benchmarks/ is not a package
+from _common import REPO, RESULTS, machine, shown_path, write_section  # noqa: E402 - benchmarks/ is not a package
 
 TARGET_GROUPING = 0.95
 TARGET_SPEEDUP = 3.0
@@ -328,7 +328,7 @@ def main() -> None:
         "benchmark": "logs_parse",
         "python": platform.python_version(),
         "machine": machine(),
-        "data": str(data),
+        "data": shown_path(data),
         "miner_params": TemplateMiner().get_params(),
         "mlctl": mlctl,
         "drain3": drain,

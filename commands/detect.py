@@ -15,7 +15,7 @@ app = typer.Typer(help="Detect anomalies in server metrics: score files, watch P
                   no_args_is_help=True, rich_markup_mode=None, add_completion=False)  # fmt: skip
 
 DetectorOpt = Annotated[str | None, typer.Option(
-    "--detector", "-d", metavar="NAME", help="Detector (default: detect.detector, the ensemble).")]  # fmt: skip
+    "--detector", "-d", metavar="NAME", help="Detector (default: detect.detector, context).")]  # fmt: skip
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option(
