@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, cli_state, load
 from mlctl.core.output import OutputFormat, message, render, ui
 
 app = typer.Typer(help="Show and edit configuration.\n\n"
@@ -71,18 +71,18 @@ def set_(
 ) -> None:
     """Set a value in the project's mlctl.yaml, keeping its comments.
 
+    The file is checked after the change, so a file with an invalid value can be repaired;
+    a symbolic link is written through to its target. A read-only file is refused (exit 1).
+
     Example: mlctl config set deploy.port 9000
     """
-    from mlctl.core.config import set_value
+    from mlctl.core.config import project_file_to_edit, set_value
 
-    path = load().require_project()
+    path = project_file_to_edit(cli_state.config_path)
+    final = set_value(path, key, value, dry_run=dry_run)
     if dry_run:
-        from mlctl.core.config import parse_value
-
-        render({"file": path, "key": key, "value": parse_value(value), "dry_run": True})
-        return
-    final = set_value(path, key, value)
-    if ui.format is OutputFormat.table:
+        render({"file": path, "key": key, "value": final, "dry_run": True})
+    elif ui.format is OutputFormat.table:
         message(f"{path}: {key} = {final}")
     else:
         render({"file": path, "key": key, "value": final, "dry_run": False})

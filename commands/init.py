@@ -46,7 +46,7 @@ def init(
         plan = render_template(template, dest, name=name, force=True, dry_run=True)
         if plan.overwritten and not typer.confirm(f"Overwrite {len(plan.overwritten)} file(s) in {plan.directory}?"):
             raise typer.Abort()
-    result = render_template(template, dest, name=name, force=force, dry_run=dry_run)
+    result = render_template(template, dest, name=name, force=force, dry_run=dry_run, note=message)
     if ui.format is OutputFormat.table:
         verb = "would write" if dry_run else "wrote"
         render([{"file": f} for f in result.files], title=f"{verb} {len(result.files)} files")

@@ -8,14 +8,23 @@ A template is a folder ``templates/<name>/`` shipped inside the package. It hold
 * a trailing ``.tmpl`` is stripped (template Python code is never importable in mlctl);
 * ``{{ name }}``, ``{{ package }}`` and ``{{ mlctl_version }}`` are substituted.
 
+The project name is a DNS-1123 label (``a-z``, ``0-9``, ``-``): accented letters lose their
+accents (``prój`` -> ``proj``), letters with no ASCII form are dropped, and ``note`` is told the
+name used whenever it differs from the one given. Files are written all or nothing: conflicts are
+found before anything is written, and a failure part-way restores what was there.
+
 >>> project_identifiers("Fraud API")
 ('fraud-api', 'fraud_api')
+>>> project_identifiers("Prój ét Straße")
+('proj-et-strasse', 'proj_et_strasse')
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -66,18 +75,88 @@ def list_templates() -> list[TemplateInfo]:
     return sorted(out, key=lambda t: t.name)
 
 
+#: letters that Unicode decomposition leaves as they are, spelt the usual way in ASCII
+_LETTERS = {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "ł": "l", "ı": "i", "ħ": "h"}
+_NAME_MAX = 63
+
+
+@dataclass(frozen=True)
+class _Slug:
+    name: str
+    accents: bool  # some letters lost their accents (é -> e)
+    spelt: bool  # some letters or signs were spelt in ASCII (ß -> ss, ﬁ -> fi)
+    dropped: str  # letters or digits with no ASCII form, left out
+    truncated: bool
+
+
+def _slug(raw: str) -> _Slug:
+    out: list[str] = []
+    accents = spelt = False
+    dropped: list[str] = []
+    for ch in raw.strip().lower():
+        if ch.isascii():
+            out.append(ch)
+        elif unicodedata.combining(ch):
+            accents = True  # a lone accent: it goes
+        elif ch in _LETTERS:
+            out.append(_LETTERS[ch])
+            spelt = True
+        else:
+            parts = unicodedata.normalize("NFKD", ch)
+            base = "".join(c for c in parts if not unicodedata.combining(c))
+            if base and base.isascii():  # é -> e, ﬁ -> fi
+                out.append(base.lower())
+                if base == parts:
+                    spelt = True
+                else:
+                    accents = True
+            elif ch.isalnum():  # 数, ж: no ASCII form
+                dropped.append(ch)
+                out.append(" ")
+            else:  # punctuation and spaces of other scripts separate words
+                out.append(" ")
+    full = re.sub(r"[^a-z0-9]+", "-", "".join(out)).strip("-")
+    name = full[:_NAME_MAX].strip("-")
+    return _Slug(name, accents, spelt, "".join(dict.fromkeys(dropped)), len(full) > _NAME_MAX)
+
+
 def project_identifiers(raw: str) -> tuple[str, str]:
     """``(name, package)``: a DNS-1123 project name and a Python package name."""
-    name = re.sub(r"[^a-z0-9]+", "-", raw.strip().lower()).strip("-")[:63].strip("-")
+    name = _slug(raw).name
     if not name:
         raise UsageError(
-            f"cannot derive a project name from {raw!r}",
-            hint="pass --name with letters or digits, e.g. --name my-service",
+            f"cannot derive a project name from {raw!r}: it has no letters or digits a project name can use",
+            hint="pass --name with letters or digits a-z, 0-9, e.g. --name my-service",
         )
     package = name.replace("-", "_")
     if package[0].isdigit():
         package = "p_" + package
     return name, package
+
+
+def name_note(raw: str) -> str | None:
+    """What became of ``raw`` as a project name, when the name is not ``raw`` itself.
+
+    >>> name_note("prój ét 数据")
+    "project name 'proj-et' (from 'prój ét 数据': accents removed; '数据' dropped, no ASCII form)"
+    >>> name_note("fraud-api") is None
+    True
+    """
+    slug = _slug(raw)
+    if not slug.name or slug.name == raw:
+        return None
+    why = []
+    if slug.accents:
+        why.append("accents removed")
+    if slug.spelt:
+        why.append("letters spelt in ASCII")
+    if slug.dropped:
+        why.append(f"{slug.dropped!r} dropped, no ASCII form")
+    if slug.truncated:
+        why.append(f"cut to {_NAME_MAX} characters")
+    if not why:
+        why.append("lowercase letters, digits and '-' only")
+    return f"project name {slug.name!r} (from {raw!r}: {'; '.join(why)})"
 
 
 def _template_dir(template: str) -> Traversable:
@@ -122,6 +201,69 @@ def _inside(dest: Path, rel: PurePosixPath) -> Path:
     return target
 
 
+def _check_conflicts(dest: Path, plan: list[tuple[PurePosixPath, Path, Traversable]]) -> None:
+    """Refuse, before writing anything, a template file whose place is taken by a folder, or whose
+    folder is taken by a file."""
+    for out_rel, target, _ in plan:
+        for folder in reversed(target.relative_to(dest).parents):
+            here = dest / folder
+            if here.exists() and not here.is_dir():
+                raise UsageError(f"cannot write {out_rel}: {here} is a file, not a folder",
+                                 hint="move it out of the way, or choose another directory")  # fmt: skip
+        if target.exists() and not target.is_file():
+            kind = "a folder" if target.is_dir() else "not a regular file"
+            raise UsageError(f"cannot write {out_rel}: {target} is {kind}",
+                             hint="move it out of the way, or choose another directory")  # fmt: skip
+
+
+def _write_all(dest: Path, files: list[tuple[Path, str]]) -> None:
+    """Write every file or none: on any failure (Ctrl-C included) the files written are removed,
+    the files overwritten are restored, and the folders created are removed again."""
+    created = [p for p in (dest, *dest.parents) if not p.exists()]  # deepest first
+    written: list[tuple[Path, Path | None]] = []  # (target, backup of what it replaced)
+    tmp: Path | None = None
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for target, text in files:
+            missing = [p for p in target.parents if p != dest and dest in p.parents and not p.exists()]
+            for folder in reversed(missing):
+                folder.mkdir()
+                created.insert(0, folder)
+            tmp = target.with_name(f".{target.name}.mlctl-tmp")
+            tmp.write_text(text, encoding="utf-8")
+            backup = None
+            if target.exists():
+                backup = target.with_name(f".{target.name}.mlctl-bak")
+                os.replace(target, backup)
+            written.append((target, backup))
+            os.replace(tmp, target)
+            tmp = None
+    except BaseException:
+        _undo(written, created, tmp)
+        raise
+    for _, backup in written:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+
+
+def _undo(written: list[tuple[Path, Path | None]], created: list[Path], tmp: Path | None) -> None:
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+    for target, backup in reversed(written):
+        try:
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                target.unlink(missing_ok=True)
+        except OSError:
+            pass  # best effort: keep undoing the rest
+    for folder in created:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty (something else is in it) or gone already
+
+
 def render_template(
     template: str,
     dest: Path,
@@ -129,18 +271,24 @@ def render_template(
     name: str | None = None,
     force: bool = False,
     dry_run: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> ScaffoldResult:
     """Render ``template`` into ``dest``.
 
     Refuses a non-empty ``dest`` unless ``force`` (then files are overwritten, nothing
-    else is deleted), and any file that would land outside ``dest``.
+    else is deleted), and any file that would land outside ``dest``. Writes all files or none.
+    ``note`` is told the project name used when it differs from the one given (or the folder's).
     """
     folder = _template_dir(template)
     dest = Path(dest).expanduser()
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"{dest} exists and is not a directory")
+    blocking = next((p for p in Path(os.path.abspath(dest)).parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"cannot create {dest}: {blocking} is a file, not a folder")
     dest = dest.resolve()
-    project_name, package = project_identifiers(name or dest.name)
+    raw_name = name or dest.name
+    project_name, package = project_identifiers(raw_name)
     existing = dest.is_dir() and any(dest.iterdir())
     if existing and not force:
         raise UsageError(
@@ -152,27 +300,27 @@ def render_template(
     for rel, entry in _walk(folder, PurePosixPath(".")):
         out_rel = _output_path(rel)
         plan.append((out_rel, _inside(dest, out_rel), entry))
+    _check_conflicts(dest, plan)
     result = ScaffoldResult(template, str(dest), project_name, dry_run=dry_run)
     for out_rel, target, _ in plan:
         result.files.append(str(out_rel))
         if target.exists():
             result.overwritten.append(str(out_rel))
+    if note is not None and (text := name_note(raw_name)) is not None:
+        note(text)
     if dry_run:
         return result
+    files = [(target, _PLACEHOLDER.sub(lambda m: values[m.group(1)], entry.read_text(encoding="utf-8")))
+             for _, target, entry in plan]  # fmt: skip
     try:
-        dest.mkdir(parents=True, exist_ok=True)
-        for _, target, entry in plan:
-            text = entry.read_text(encoding="utf-8")
-            text = _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.mlctl-tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
+        _write_all(dest, files)
     except PermissionError as exc:
         raise OperationFailed(
             f"cannot write to {exc.filename or dest}: permission denied",
             hint="choose a directory you can write to",
         ) from exc
     except OSError as exc:
-        raise OperationFailed(f"cannot write the project into {dest}: {exc.strerror or exc}") from exc
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OperationFailed(f"cannot write the project into {dest}: {exc.strerror or exc}{where}; "
+                              "nothing was changed") from exc  # fmt: skip
     return result

@@ -6,7 +6,9 @@ Precedence, highest first: flags > ``MLCTL_*`` environment > project ``mlctl.yam
 
 Environment variables name a dotted key with ``_`` or ``__`` for the dot:
 ``MLCTL_TRACKING_URI`` and ``MLCTL_TRACKING__URI`` both set ``tracking.uri``.
-``MLCTL_CONFIG`` names the project file explicitly.
+``MLCTL_CONFIG`` names the project file explicitly. Other ``MLCTL_*`` variables that are not
+settings are listed in :data:`NON_CONFIG_ENV`; any other unknown ``MLCTL_*`` variable (a typo such
+as ``MLCTL_DEPLOY_PROT``) is reported with a warning, as are duplicate keys in a file.
 
 >>> env_key("MLCTL_DEPLOY__PORT", ["deploy.port", "deploy.target"])
 'deploy.port'
@@ -15,22 +17,47 @@ Environment variables name a dotted key with ``_`` or ``__`` for the dot:
 from __future__ import annotations
 
 import difflib
+import io
 import os
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mlctl.core.errors import ConfigError, NotAProject, UsageError
+from mlctl.core.errors import ConfigError, NotAProject, OperationFailed, UsageError
 from mlctl.detect.spec import DetectSpec
 from mlctl.lifecycle.spec import TrainSpec
 from mlctl.logs.spec import LogsSpec
 
 PROJECT_FILE = "mlctl.yaml"
 STATE_DIR = ".mlctl"
-_RESERVED_ENV = {"MLCTL_CONFIG", "MLCTL_BENCH_DATA"}
+#: ``MLCTL_*`` environment variables that are not settings: never read as config keys, never
+#: reported as unknown. Names ending in ``_`` are prefixes. Add new ones here, in one place.
+NON_CONFIG_ENV: tuple[str, ...] = (
+    "MLCTL_CONFIG",  # the project file to use (also --config)
+    "MLCTL_CACHE_DIR",  # mlctl's cache (wheelhouse, base images)
+    "MLCTL_BENCH_DATA",  # benchmark corpora (benchmarks/)
+    "MLCTL_TEST_",  # the test suite's engines and switches (MLCTL_TEST_<NAME>_URL, ...)
+)
+
+
+def is_non_config_env(var: str) -> bool:
+    """Whether ``var`` is an ``MLCTL_*`` variable with another purpose than a setting.
+
+    >>> is_non_config_env("MLCTL_TEST_REDIS_URL"), is_non_config_env("MLCTL_DEPLOY_PORT")
+    (True, False)
+    """
+    return any(var.startswith(n) if n.endswith("_") else var == n for n in NON_CONFIG_ENV)
+
+
+def _warn(text: str) -> None:
+    """A warning line on stderr, like every other warning of the CLI (hidden by ``--quiet``)."""
+    from mlctl.core.output import message
+
+    message(f"warning: {text}")
 
 
 class _Section(BaseModel):
@@ -119,6 +146,10 @@ class LoadedConfig:
     project_file: Path | None
     user_file: Path | None
     origins: dict[str, str] = field(default_factory=dict)
+    #: warnings found while loading (duplicate keys, unknown MLCTL_* variables...)
+    warnings: list[str] = field(default_factory=list)
+    #: a ``mlctl.yaml`` found walking up that is not a file (a folder, a broken link)
+    not_a_file: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -132,6 +163,9 @@ class LoadedConfig:
         return flatten(self.config.model_dump(mode="json"))
 
     def require_project(self) -> Path:
+        if self.project_file is None and self.not_a_file is not None:
+            raise NotAProject(_not_a_file_message(self.not_a_file),
+                              hint="remove or rename it (a project file is a YAML file), or cd into a project")
         if self.project_file is None:
             raise NotAProject(
                 f"no {PROJECT_FILE} found in {self.root} or any parent folder",
@@ -177,7 +211,7 @@ def key_description(key: str) -> str:
 
 def env_key(var: str, keys: Iterable[str]) -> str | None:
     """The dotted key an ``MLCTL_*`` variable names, or None."""
-    if not var.startswith("MLCTL_") or var in _RESERVED_ENV:
+    if not var.startswith("MLCTL_") or is_non_config_env(var):
         return None
     rest = var[len("MLCTL_") :].lower()
     for key in keys:
@@ -191,17 +225,81 @@ def user_config_path() -> Path:
     return Path(base) / "mlctl" / "config.yaml"
 
 
-def find_project_file(start: Path | None = None) -> Path | None:
-    """The nearest ``mlctl.yaml`` walking up from ``start`` (default: cwd)."""
+def env_var_hint(var: str) -> str:
+    """The hint for an unknown ``MLCTL_*`` variable: the closest setting's variable, if any.
+
+    >>> env_var_hint("MLCTL_DEPLOY_PROT")
+    'did you mean MLCTL_DEPLOY_PORT?'
+    """
+    sep = "__" if "__" in var else "_"
+    names = ["MLCTL_" + k.replace(".", sep).upper() for k in known_keys()]
+    close = difflib.get_close_matches(var, names, n=1)
+    if close:
+        return f"did you mean {close[0]}?"
+    return "settings are MLCTL_<SECTION>_<KEY>, e.g. MLCTL_DEPLOY_PORT; see `mlctl config show`"
+
+
+def unknown_env_vars(environ: Mapping[str, str], keys: Iterable[str] | None = None) -> list[str]:
+    """``MLCTL_*`` variables that name no setting and are not in :data:`NON_CONFIG_ENV`, sorted."""
+    keys = list(known_keys() if keys is None else keys)
+    return sorted(v for v in environ if v.startswith("MLCTL_") and not is_non_config_env(v)
+                  and env_key(v, keys) is None)  # fmt: skip
+
+
+def _not_a_file_message(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a broken symbolic link, not a project file"
+    if path.is_dir():
+        return f"{path} is a directory, not a project file"
+    return f"{path} is not a regular file"
+
+
+def _find(start: Path | None = None) -> tuple[Path | None, Path | None]:
+    """``(project file, blocker)``: the nearest ``mlctl.yaml`` walking up from ``start``, or the
+    nearest entry of that name that is not a file (a folder, a broken link), where the search stops:
+    a parent project is never used in its place."""
     explicit = os.environ.get("MLCTL_CONFIG")
     if explicit:
-        return Path(explicit).expanduser().resolve()
+        return Path(explicit).expanduser().resolve(), None
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / PROJECT_FILE
         if candidate.is_file():
-            return candidate
-    return None
+            return candidate, None
+        if candidate.exists() or candidate.is_symlink():
+            return None, candidate
+    return None, None
+
+
+def find_project_file(start: Path | None = None) -> Path | None:
+    """The nearest ``mlctl.yaml`` walking up from ``start`` (default: cwd)."""
+    return _find(start)[0]
+
+
+def project_file_to_edit(project_file: Path | None = None, *, start: Path | None = None) -> Path:
+    """The project file ``mlctl config set`` edits: found as :func:`load_config` finds it, without
+    loading or validating it (so that a file with an invalid value can be repaired).
+
+    The path is returned as given (a symbolic link stays a link); raises :class:`NotAProject`.
+    """
+    if project_file is not None:
+        path: Path | None = Path(os.path.abspath(project_file.expanduser()))
+        blocker = None
+    else:
+        explicit = os.environ.get("MLCTL_CONFIG")
+        if explicit:
+            path, blocker = Path(os.path.abspath(Path(explicit).expanduser())), None
+        else:
+            path, blocker = _find(start)
+    if path is None:
+        root = blocker.parent if blocker else (start or Path.cwd()).resolve()
+        LoadedConfig(MlctlConfig(), root, None, None, not_a_file=blocker).require_project()
+    assert path is not None
+    if not path.is_file():
+        if path.exists() or path.is_symlink():
+            raise NotAProject(_not_a_file_message(path), hint="check MLCTL_CONFIG or --config")
+        raise NotAProject(f"{path}: file not found", hint="check MLCTL_CONFIG or --config")
+    return path
 
 
 def _line_of(text: str, path: tuple[str, ...]) -> int | None:
@@ -225,30 +323,88 @@ def _line_of(text: str, path: tuple[str, ...]) -> int | None:
     return line
 
 
-def read_yaml_file(path: Path) -> tuple[dict[str, Any], str]:
-    """Parse a config file into a mapping, with clear errors naming the file."""
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A key given twice in one mapping of a YAML file (the last value is the one used)."""
+
+    key: str  # dotted path, e.g. ``deploy.port``
+    first_line: int
+    line: int
+
+    def location(self, path: Path) -> str:
+        return f"{path}:{self.line}: duplicate key '{self.key}' (first on line {self.first_line})"
+
+    def describe(self, path: Path) -> str:
+        return f"{self.location(path)}: the last value is used"
+
+
+def _duplicates(node: Any, prefix: str = "", seen: set[int] | None = None) -> list[DuplicateKey]:
+    """Duplicate keys in a composed YAML node tree, in document order."""
+    import yaml
+
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias met again (or a recursive structure)
+        return []
+    seen.add(id(node))
+    out: list[DuplicateKey] = []
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                key, line = f"{prefix}{k.value}", k.start_mark.line + 1
+                if key in lines:
+                    out.append(DuplicateKey(key, lines[key], line))
+                else:
+                    lines[key] = line
+                out.extend(_duplicates(v, key + ".", seen))
+    elif isinstance(node, yaml.SequenceNode):
+        base = prefix[:-1] if prefix.endswith(".") else prefix
+        for i, item in enumerate(node.value):
+            out.extend(_duplicates(item, f"{base}[{i}].", seen))
+    return out
+
+
+def _parse_yaml_file(path: Path) -> tuple[dict[str, Any], str, list[DuplicateKey]]:
     import yaml
 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
-    except (PermissionError, IsADirectoryError) as exc:
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path} is a directory, not a config file") from exc
+    except PermissionError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text") from exc
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        duplicates = _duplicates(node) if node is not None else []  # before construction merges `<<` keys
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}", hint="fix the YAML syntax") from exc
+    finally:
+        loader.dispose()
     if data is None:
-        return {}, text
+        return {}, text, duplicates
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data, text, duplicates
+
+
+def read_yaml_file(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a config file into a mapping, with clear errors naming the file."""
+    data, text, _ = _parse_yaml_file(path)
     return data, text
+
+
+def duplicate_keys(path: Path) -> list[DuplicateKey]:
+    """Keys given twice in one mapping of a config file (PyYAML keeps the last silently)."""
+    return _parse_yaml_file(path)[2]
 
 
 def _merge(base: dict[str, Any], layer: Mapping[str, Any], origins: dict[str, str], origin: str,
@@ -311,30 +467,54 @@ def load_config(
     project_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     use_user_file: bool = True,
+    warn: Callable[[str], None] | None = _warn,
 ) -> LoadedConfig:
     """Build the effective configuration from every layer, validating the result.
 
-    ``overrides`` are flag values by dotted key (None values are ignored).
+    ``overrides`` are flag values by dotted key (None values are ignored). Problems that do not
+    stop the load (duplicate keys, unknown ``MLCTL_*`` variables, a ``mlctl.yaml`` that is a
+    folder) are passed to ``warn`` as they are found (by default a ``warning:`` line on stderr;
+    None: silent) and kept in :attr:`LoadedConfig.warnings`.
     """
     environ = os.environ if env is None else env
     keys = known_keys()
     merged: dict[str, Any] = MlctlConfig().model_dump()
     origins = {k: "default" for k in flatten(merged)}
     sources: dict[str, tuple[Path, str]] = {}
+    found: list[str] = []
+
+    def note(text: str) -> None:
+        found.append(text)
+        if warn is not None:
+            warn(text)
 
     user_file = user_config_path() if use_user_file else None
     if user_file is not None and user_file.is_file():
-        data, text = read_yaml_file(user_file)
+        data, text, dups = _parse_yaml_file(user_file)
+        for d in dups:
+            note(d.describe(user_file))
         sources["user"] = (user_file, text)
         _merge(merged, data, origins, "user")
     else:
+        if user_file is not None and (user_file.exists() or user_file.is_symlink()):
+            note(f"{_not_a_file_message(user_file)}: ignored")
         user_file = None
 
-    pfile = project_file.resolve() if project_file else find_project_file(start)
+    blocker = None
+    if project_file:
+        pfile: Path | None = project_file.resolve()
+    else:
+        pfile, blocker = _find(start)
+        if blocker is not None:
+            note(f"{_not_a_file_message(blocker)}: ignored")
     if pfile is not None:
         if not pfile.is_file():
+            if pfile.exists():
+                raise ConfigError(_not_a_file_message(pfile), hint="check MLCTL_CONFIG or --config")
             raise ConfigError(f"{pfile}: file not found", hint="check MLCTL_CONFIG or --config")
-        data, text = read_yaml_file(pfile)
+        data, text, dups = _parse_yaml_file(pfile)
+        for d in dups:
+            note(d.describe(pfile))
         sources["project"] = (pfile, text)
         _merge(merged, data, origins, "project")
 
@@ -343,6 +523,8 @@ def load_config(
         key = env_key(var, keys)
         if key is not None:
             env_layer[key] = value
+    for var in unknown_env_vars(environ, keys):
+        note(f"environment variable {var} is not an mlctl setting: ignored; {env_var_hint(var)}")
     _merge(merged, _unflatten(env_layer), origins, "env")
     flag_layer = {k: v for k, v in (overrides or {}).items() if v is not None}
     _merge(merged, _unflatten(flag_layer), origins, "flag")
@@ -351,7 +533,12 @@ def load_config(
         config = MlctlConfig.model_validate(merged)
     except ValidationError as exc:
         raise _explain(exc, origins, sources) from None
-    root = pfile.parent if pfile else (start or Path.cwd()).resolve()
+    if pfile:
+        root = pfile.parent
+    elif blocker is not None:
+        root = blocker.parent
+    else:
+        root = (start or Path.cwd()).resolve()
     described = {}
     for key in flatten(config.model_dump(mode="json")):
         origin = origins.get(key, "default")
@@ -360,7 +547,7 @@ def load_config(
             described[key] = f"env: {var}"
         else:
             described[key] = origin
-    return LoadedConfig(config, root, pfile, user_file, described)
+    return LoadedConfig(config, root, pfile, user_file, described, warnings=found, not_a_file=blocker)
 
 
 def parse_value(raw: str) -> Any:
@@ -401,25 +588,126 @@ def key_hint(key: str) -> str:
     return f"did you mean '{close[0]}'?" if close else "see `mlctl config show` for the known keys"
 
 
-def set_value(project_file: Path, key: str, raw: str) -> Any:
-    """Set ``key`` in the project file, keeping its comments and layout; returns the new value."""
+def _problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every validation problem of a config document, as ``(dotted key, message)``."""
+    try:
+        MlctlConfig.model_validate(data)
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            out.append((key, msg))
+        return out
+    return []
+
+
+def _under(key: str, other: str) -> bool:
+    return other == key or other.startswith(key + ".")
+
+
+def _coerced(key: str, value: Any, data: Mapping[str, Any]) -> Any:
+    """The value as the schema stores it (``"9000"`` -> 9000), from the whole document when it is
+    valid, else from the key alone."""
+    for doc in (data, _unflatten({key: value})):
+        try:
+            return flatten(MlctlConfig.model_validate(doc).model_dump(mode="json")).get(key, value)
+        except ValidationError:
+            continue
+    return value
+
+
+def _check_writable(path: Path, target: Path) -> os.stat_result:
+    """Refuse a file that is read-only by its mode bits (even for root, who could write it), or not
+    writable by this user, or whose folder is not (the file is replaced, not rewritten in place)."""
+    st = target.stat()
+    shown = path if path == target else f"{path} (a link to {target})"
+    if not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise OperationFailed(
+            f"{shown} is read-only (mode {stat.S_IMODE(st.st_mode):04o}): not changed",
+            hint=f"make it writable first (chmod u+w {target}) if it is meant to be edited",
+        )
+    if not os.access(target, os.W_OK):
+        raise OperationFailed(f"cannot write {shown}: permission denied",
+                              hint="check the file's owner and mode")  # fmt: skip
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise OperationFailed(
+            f"cannot write {shown}: permission denied on its folder {target.parent}",
+            hint="the file is replaced atomically, so its folder must be writable",
+        )
+    return st
+
+
+def _replace_file(target: Path, text: str, st: os.stat_result) -> None:
+    """Write ``text`` to a new file beside ``target`` and rename it over ``target`` (atomic), keeping
+    ``target``'s mode (and owner and group where allowed)."""
+    import tempfile
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fchmod(fh.fileno(), stat.S_IMODE(st.st_mode))
+            if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+                except OSError:
+                    pass  # not allowed: the new file stays ours
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def set_value(project_file: Path, key: str, raw: str, *, dry_run: bool = False,
+              warn: Callable[[str], None] | None = _warn) -> Any:
+    """Set ``key`` in the project file, keeping its comments and layout; returns the new value.
+
+    Only this file is read (not the environment or the user file), and it is validated after the
+    change: a value that is invalid, or that makes another key invalid, is refused (ConfigError),
+    while a file that is invalid elsewhere can still be repaired one key at a time (what stays
+    invalid is reported to ``warn``). A symbolic link is written through: its target is replaced,
+    keeping its mode. A read-only file (no write bit, even for root) or one this user cannot write
+    is refused (OperationFailed). A file with a duplicate key is refused: which one to set is
+    ambiguous. ``dry_run`` checks everything and writes nothing.
+    """
     if key not in known_keys():
         raise ConfigError(f"unknown config key '{key}'", hint=key_hint(key))
     value = parse_value(raw)
-    data, _ = read_yaml_file(project_file)
+    target = Path(os.path.realpath(project_file))
+    data, text, dups = _parse_yaml_file(target)
+    if dups:
+        d = dups[0]
+        raise ConfigError(f"{d.location(project_file)}: not changed",
+                          hint="remove one of them first: which one to set is ambiguous")  # fmt: skip
+    before = _problems(data)
     _merge(data, _unflatten({key: value}), {}, "flag")
-    try:
-        validated = MlctlConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{key}: {err['msg']} (got {raw!r})") from None
-    final = flatten(validated.model_dump(mode="json")).get(key, value)
+    after = _problems(data)
+    for problem_key, msg in after:
+        if _under(key, problem_key):
+            raise ConfigError(f"{key}: {msg} (got {raw!r})", details={"key": key})
+    for problem_key, msg in after:
+        if (problem_key, msg) not in before:
+            raise ConfigError(f"{key} = {raw!r} would make {problem_key} invalid: {msg}",
+                              details={"key": key})  # fmt: skip
+    final = _coerced(key, value, data)
+    st = _check_writable(project_file, target)
+    if dry_run:
+        return final
 
     from ruamel.yaml import YAML, CommentedMap
+    from ruamel.yaml.error import YAMLError as RuamelError
 
     yaml_rt = YAML()
     yaml_rt.preserve_quotes = True
-    doc = yaml_rt.load(project_file.read_text(encoding="utf-8"))
+    try:
+        doc = yaml_rt.load(text)
+    except RuamelError as exc:
+        raise ConfigError(f"{project_file}: cannot edit this YAML: {str(exc).splitlines()[0]}",
+                          hint="edit the file by hand") from None  # fmt: skip
     if doc is None:
         doc = CommentedMap()
     node = doc
@@ -429,12 +717,16 @@ def set_value(project_file: Path, key: str, raw: str) -> Any:
             node[p] = CommentedMap()
         node = node[p]
     node[leaf] = final
-    tmp = project_file.with_name(f".{project_file.name}.tmp")
+    buf = io.StringIO()
+    yaml_rt.dump(doc, buf)
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            yaml_rt.dump(doc, fh)
-        os.replace(tmp, project_file)
+        _replace_file(target, buf.getvalue(), st)
+    except PermissionError as exc:
+        raise OperationFailed(f"cannot write {project_file}: permission denied",
+                              hint="check the file's and its folder's owner and mode") from exc  # fmt: skip
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"{project_file}: cannot write: {exc.strerror}") from exc
+        raise OperationFailed(f"cannot write {project_file}: {exc.strerror or exc}") from exc
+    if warn is not None:
+        for problem_key, msg in after:
+            warn(f"{project_file}: {problem_key}: {msg}: still to fix")
     return final

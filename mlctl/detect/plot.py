@@ -31,7 +31,9 @@ def _figure(results: Sequence[ScoreResult]) -> object:
                              gridspec_kw={"height_ratios": [3, 1] * len(results)})  # fmt: skip
     for k, res in enumerate(results):
         top, bottom = axes[2 * k, 0], axes[2 * k + 1, 0]
-        when = [datetime.fromtimestamp(t, UTC) for t in res.frame.times]
+        # a series without timestamps is drawn against its row numbers
+        when = res.frame.times.tolist() if res.frame.indexed else [datetime.fromtimestamp(t, UTC)
+                                                                    for t in res.frame.times]  # fmt: skip
         for j, name in enumerate(res.frame.names):
             top.plot(when, res.frame.values[:, j], lw=0.8, label=name)
         flagged = np.flatnonzero(res.flags)

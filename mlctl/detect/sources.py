@@ -5,6 +5,9 @@ and the warnings found on the way. Nothing is dropped silently: rows out of orde
 in time order, duplicate timestamps are kept, missing, NaN and infinite values stay in the
 output (scored 0, never learned), gaps are reported, and a value that is not a number, a
 missing timestamp, an empty file or a file with only a header is an error naming the line.
+
+A file with a single column that is not a timestamp (``value`` alone) is a series in file order:
+its points are numbered 0, 1, 2... in place of timestamps, with a warning saying so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class MetricFrame:
     labels: list[str]  # the timestamps as written in the input (kept verbatim for the output)
     source: str
     warnings: list[str] = field(default_factory=list)
+    indexed: bool = False  # no timestamps in the input: times and labels are the row numbers 0, 1, 2...
 
     def __len__(self) -> int:
         return len(self.times)
@@ -73,7 +77,13 @@ def parse_timestamp(raw: Any) -> float | None:
             return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     if not math.isfinite(value):
         return None
-    return value / 1000.0 if abs(value) >= 1e11 else value
+    seconds = value / 1000.0 if abs(value) >= 1e11 else value
+    return seconds if _MIN_TIME <= seconds <= _MAX_TIME else None  # beyond years 1..9999: not a time
+
+
+#: the range of datetime (years 1 to 9999) in seconds since the epoch
+_MIN_TIME = -62135596800.0
+_MAX_TIME = 253402300799.0
 
 
 def _number(raw: Any) -> float | None:
@@ -99,11 +109,14 @@ def frame_from_rows(header: Sequence[str], rows: Iterable[tuple[int, Sequence[An
     if not header or not any(header):
         raise UsageError(f"{source}: the header is empty")
     lowered = [h.lower() for h in header]
-    t_col = next((lowered.index(c) for c in TIME_COLUMNS if c in lowered), 0)
+    named = next((lowered.index(c) for c in TIME_COLUMNS if c in lowered), None)
+    # one column that is not a timestamp: a series in file order, numbered 0, 1, 2...
+    t_col: int | None = None if named is None and len(header) == 1 else (named or 0)
     metric_cols = [i for i in range(len(header)) if i != t_col]
     if not metric_cols:
         raise UsageError(
-            f"{source}: no value column next to {header[t_col]!r}", hint="give timestamp,value or one column per metric"
+            f"{source}: no value column: the only column, {header[0]!r}, holds timestamps",
+            hint="give timestamp,value or one column per metric (a single value column is scored in file order)",
         )
     names = [header[i] or f"column{i + 1}" for i in metric_cols]
     if len(set(names)) != len(names):
@@ -118,7 +131,7 @@ def frame_from_rows(header: Sequence[str], rows: Iterable[tuple[int, Sequence[An
         if len(cells) != len(header):
             short.append(line)
             continue
-        t = parse_timestamp(cells[t_col])
+        t = float(len(times)) if t_col is None else parse_timestamp(cells[t_col])
         if t is None:
             bad_time.append(line)
             continue
@@ -130,7 +143,10 @@ def frame_from_rows(header: Sequence[str], rows: Iterable[tuple[int, Sequence[An
                 v = math.nan
             row.append(v)
         times.append(t)
-        labels.append(cells[t_col] if isinstance(cells[t_col], str) else _iso(t))
+        if t_col is None:
+            labels.append(str(int(t)))
+        else:
+            labels.append(cells[t_col] if isinstance(cells[t_col], str) else _iso(t))
         values.append(row)
     if short:
         raise UsageError(
@@ -141,7 +157,8 @@ def frame_from_rows(header: Sequence[str], rows: Iterable[tuple[int, Sequence[An
     if bad_time:
         raise UsageError(
             f"{source}: missing or unreadable timestamp on line {_line_list(bad_time)}",
-            hint="timestamps are ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds",
+            hint="timestamps are ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds (or milliseconds) "
+            "between the years 1 and 9999",
         )
     if bad_value:
         line, name, raw = bad_value[0]
@@ -152,9 +169,14 @@ def frame_from_rows(header: Sequence[str], rows: Iterable[tuple[int, Sequence[An
         )
     if not times:
         raise UsageError(f"{source}: has a header but no data rows")
-    return _finish(
+    frame = _finish(
         np.asarray(times), np.asarray(values, dtype=float).reshape(len(times), len(names)), names, labels, source
     )
+    if t_col is None:
+        frame.indexed = True
+        frame.warnings.insert(0, f"no timestamp column: the {len(times)} point(s) are numbered 0, 1, 2... "
+                                 "in file order")  # fmt: skip
+    return frame
 
 
 def _iso(t: float) -> str:
@@ -192,7 +214,7 @@ def _finish(times: np.ndarray, values: np.ndarray, names: list[str], labels: lis
         col = values[:, j][np.isfinite(values[:, j])]
         if len(col) == 0:
             warnings.append(f"{name!r} has no finite value")
-        elif len(values) > 1 and np.ptp(col) == 0:
+        elif len(values) > 1 and col.max() == col.min():  # not np.ptp: max - min overflows near 1e308
             warnings.append(f"{name!r} is constant: nothing can stand out")
     return MetricFrame(times=times, values=values, names=names, labels=labels, source=source, warnings=warnings)
 

@@ -87,6 +87,30 @@ def test_init_bad_input(cli, args: list[str], message: str) -> None:
     assert message in r.err and "Traceback" not in r.err
 
 
+def test_init_unicode_name_is_explained(cli, isolated_env: Path) -> None:
+    r = cli("init", "service", "prój ét 数据", "-o", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["name"] == "proj-et"
+    assert r.err.splitlines() == [
+        "project name 'proj-et' (from 'prój ét 数据': accents removed; '数据' dropped, no ASCII form)"]
+    assert "name: proj-et" in (isolated_env / "prój ét 数据" / "mlctl.yaml").read_text()
+    r = cli("init", "service", "数据")
+    assert r.code == 2 and "cannot derive a project name from '数据'" in r.err
+    assert not (isolated_env / "数据").exists()
+
+
+def test_failed_init_force_leaves_the_folder_as_it_was(cli, isolated_env: Path) -> None:
+    d = isolated_env / "busy"
+    d.mkdir()
+    (d / "api").write_text("a file where the template has a folder")
+    (d / "README.md").write_text("mine")
+    r = cli("init", "service", str(d), "--force", "--yes")
+    assert r.code == 2
+    assert r.err.splitlines()[0] == f"Error: cannot write api/__init__.py: {d / 'api'} is a file, not a folder"
+    assert sorted(p.name for p in d.iterdir()) == ["README.md", "api"]
+    assert (d / "README.md").read_text() == "mine"
+
+
 def test_init_json_error(cli) -> None:
     r = cli("init", "nosuch", "x", "-o", "json")
     assert r.code == 2 and r.out == ""
@@ -214,6 +238,88 @@ def test_config_bad_keys(cli, project: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_config_set_outside_project(cli) -> None:
     r = cli("config", "set", "deploy.port", "1")
     assert r.code == 2 and "no mlctl.yaml" in r.err
+
+
+def test_config_set_read_only_file_exits_1(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    path = project / "mlctl.yaml"
+    path.chmod(0o444)
+    r = cli("config", "set", "deploy.port", "9000", "-o", "json")
+    assert r.code == 1 and r.out == ""
+    err = json.loads(r.err)["error"]
+    assert err["type"] == "OperationFailed"
+    assert err["message"] == f"{path} is read-only (mode 0444): not changed"
+    assert "8100" in path.read_text() and (path.stat().st_mode & 0o777) == 0o444
+
+
+def test_config_set_permission_denied_exits_1(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the docs' exit-code table says (1: permission denied), simulated so that it also runs as root."""
+    monkeypatch.chdir(project)
+
+    def denied(src: object, dst: object) -> None:
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(os, "replace", denied)
+    r = cli("config", "set", "deploy.port", "9000")
+    assert r.code == 1
+    assert r.err.splitlines()[0] == f"Error: cannot write {project / 'mlctl.yaml'}: permission denied"
+    assert sorted(p.name for p in project.iterdir()) == ["mlctl.yaml"]  # the temporary file is removed
+
+
+def test_config_set_through_a_symlink(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    real = project / "shared.yaml"
+    (project / "mlctl.yaml").rename(real)
+    real.chmod(0o640)
+    (project / "mlctl.yaml").symlink_to("shared.yaml")
+    r = cli("config", "set", "deploy.port", "9000")
+    assert r.code == 0, r.err
+    assert (project / "mlctl.yaml").is_symlink() and "port: 9000" in real.read_text()
+    assert (real.stat().st_mode & 0o777) == 0o640
+
+
+def test_config_set_repairs_an_invalid_value(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    (project / "mlctl.yaml").write_text("deploy:\n  port: lots\n")
+    assert cli("config", "show").code == 2  # an invalid file is still refused by everything else
+    r = cli("config", "set", "deploy.port", "lots2")
+    assert r.code == 2 and "deploy.port" in r.err
+    r = cli("config", "set", "deploy.port", "9000")
+    assert r.code == 0, r.err
+    assert cli("config", "get", "deploy.port").out.strip() == "9000"
+
+
+def test_config_set_dry_run_validates(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    r = cli("config", "set", "deploy.port", "9001", "--dry-run", "-o", "json")
+    assert r.code == 0 and json.loads(r.out) == {"file": str(project / "mlctl.yaml"), "key": "deploy.port",
+                                                 "value": 9001, "dry_run": True}
+    r = cli("config", "set", "deploy.port", "x", "--dry-run")
+    assert r.code == 2 and "deploy.port" in r.err
+
+
+def test_a_folder_named_mlctl_yaml_is_named(cli, isolated_env: Path) -> None:
+    (isolated_env / "mlctl.yaml").mkdir()
+    for args in (["status"], ["config", "set", "deploy.port", "1"]):
+        r = cli(*args)
+        assert r.code == 2, args
+        assert f"Error: {isolated_env / 'mlctl.yaml'} is a directory, not a project file" in r.err
+        assert "no mlctl.yaml found" not in r.err
+
+
+def test_config_warnings_on_stderr(cli, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLCTL_DEPLOY_PROT", "9000")
+    monkeypatch.setenv("MLCTL_TEST_SOMETHING", "1")
+    (project / "mlctl.yaml").write_text("deploy:\n  port: 8100\n  port: 8200\n")
+    r = cli("config", "get", "deploy.port", "-o", "json")
+    assert r.code == 0 and json.loads(r.out)["value"] == 8200
+    assert r.err.splitlines() == [
+        f"warning: {project / 'mlctl.yaml'}:3: duplicate key 'deploy.port' (first on line 2): the last value is used",
+        "warning: environment variable MLCTL_DEPLOY_PROT is not an mlctl setting: ignored; "
+        "did you mean MLCTL_DEPLOY_PORT?",
+    ]
+    assert cli("--quiet", "config", "get", "deploy.port").err == ""
 
 
 def _closed_port() -> int:

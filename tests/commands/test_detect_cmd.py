@@ -73,6 +73,40 @@ def test_score_bad_input_exit_codes(cli, isolated_env: Path, content: str | None
     assert text in json.loads(r.err)["error"]["message"] and r.out == ""
 
 
+def test_score_a_value_only_csv_in_file_order(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    (isolated_env / "v.csv").write_text("value\n1\n1\n1\n25\n1\n")
+    r = cli("detect", "score", "v.csv", "-d", "test-jump", "-o", "csv")
+    assert r.code == 0, r.err
+    assert [line.split(",")[0] for line in r.out.splitlines()] == ["timestamp", "0", "1", "2", "3", "4"]
+    assert "v.csv: no timestamp column: the 5 point(s) are numbered 0, 1, 2... in file order" in r.err
+    r = cli("detect", "score", "v.csv", "-d", "test-jump", "--plot", "v.png")
+    assert r.code == 0, r.err
+    assert (isolated_env / "v.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("detector", ["context", "zscore", "iforest", "changepoint"])
+def test_score_values_near_the_float_limit_leaks_no_warning(cli, isolated_env: Path, detector: str) -> None:  # noqa: ANN001
+    import warnings
+
+    rows = "".join(f"{1714521600 + 60 * i},{(1.7e308 if i % 3 else -1.7e308) * (0.5 + (i % 7) / 14)!r}\n"
+                   for i in range(300))  # fmt: skip
+    (isolated_env / "big.csv").write_text("timestamp,value\n" + rows)
+    params = ["-p", "min_points=40", "-p", "refit_every=60", "-p", "n_estimators=10"] if detector == "iforest" else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would become an "unexpected error", exit 1
+        r = cli("detect", "score", "big.csv", "-d", detector, *params, "-o", "json")
+    assert r.code == 0, r.err
+    assert "Warning" not in r.err
+    doc = json.loads(r.out)
+    assert doc["summary"]["points"] == 300 and 0 <= doc["summary"]["max_score"] <= 1
+
+
+def test_score_huge_timestamps_exit_2(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    (isolated_env / "t.jsonl").write_text('{"timestamp": 1e300, "value": 1}\n')
+    r = cli("detect", "score", "t.jsonl", "-o", "json")
+    assert r.code == 2 and "unreadable timestamp on line 1" in json.loads(r.err)["error"]["message"]
+
+
 def test_score_needs_exactly_one_source(cli, series: Path) -> None:  # noqa: ANN001
     assert cli("detect", "score").code == 2
     r = cli("detect", "score", str(series), "--query", "up")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mlctl.core import config as cfg
-from mlctl.core.errors import ConfigError, NotAProject
+from mlctl.core.errors import ConfigError, NotAProject, OperationFailed
 
 
 def write(path: Path, text: str) -> Path:
@@ -63,8 +63,83 @@ def test_explicit_config_env(isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_unknown_env_vars_are_ignored(isolated_env: Path) -> None:
-    loaded = cfg.load_config(env={"MLCTL_NOT_A_KEY": "1", "MLCTL_CONFIG": "", "OTHER": "x"})
+    loaded = cfg.load_config(env={"MLCTL_NOT_A_KEY": "1", "MLCTL_CONFIG": "", "OTHER": "x"}, warn=None)
     assert loaded.config == cfg.MlctlConfig()
+
+
+def test_unknown_env_vars_warn_with_a_suggestion(isolated_env: Path) -> None:
+    env = {"MLCTL_DEPLOY_PROT": "9000", "MLCTL_TRAIN__SED": "1", "MLCTL_ZZZ": "1", "OTHER": "x",
+           "MLCTL_DEPLOY_PORT": "9001"}
+    seen: list[str] = []
+    loaded = cfg.load_config(env=env, warn=seen.append)
+    assert loaded.config.deploy.port == 9001  # the known one still applies
+    assert seen == loaded.warnings
+    assert seen == [
+        "environment variable MLCTL_DEPLOY_PROT is not an mlctl setting: ignored; did you mean MLCTL_DEPLOY_PORT?",
+        "environment variable MLCTL_TRAIN__SED is not an mlctl setting: ignored; did you mean MLCTL_TRAIN__SEED?",
+        "environment variable MLCTL_ZZZ is not an mlctl setting: ignored; settings are MLCTL_<SECTION>_<KEY>, "
+        "e.g. MLCTL_DEPLOY_PORT; see `mlctl config show`",
+    ]
+
+
+def test_non_config_env_vars_are_neither_settings_nor_warned(isolated_env: Path) -> None:
+    env = {"MLCTL_CONFIG": "", "MLCTL_CACHE_DIR": "/tmp/c", "MLCTL_BENCH_DATA": "/data",
+           "MLCTL_TEST_REDIS_URL": "redis://x", "MLCTL_TEST_REAL_KUBECONFIG": "k"}
+    seen: list[str] = []
+    assert cfg.load_config(env=env, warn=seen.append).config == cfg.MlctlConfig()
+    assert seen == []
+    assert all(cfg.is_non_config_env(v) for v in env)
+    assert cfg.env_key("MLCTL_CACHE_DIR", cfg.known_keys()) is None
+
+
+def test_every_mlctl_env_var_the_code_reads_is_a_setting_or_listed() -> None:
+    """A new MLCTL_* variable read by the code must be added to NON_CONFIG_ENV, or users get a warning."""
+    import re
+
+    root = Path(cfg.__file__).resolve().parents[2]
+    names: set[str] = set()
+    for folder in ("mlctl", "commands", "benchmarks"):
+        for f in (root / folder).rglob("*.py"):
+            names |= set(re.findall(r"environ(?:\.get)?\(?\[?[\"'](MLCTL_[A-Z0-9_]+)", f.read_text("utf-8")))
+    assert {"MLCTL_CONFIG", "MLCTL_CACHE_DIR", "MLCTL_BENCH_DATA"} <= names
+    keys = cfg.known_keys()
+    assert [n for n in names if not cfg.is_non_config_env(n) and cfg.env_key(n, keys) is None] == []
+
+
+def test_duplicate_yaml_keys_warn(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    f = project / "mlctl.yaml"
+    f.write_text(
+        "deploy:\n  port: 8100\n  port: 8200\nproject:\n  name: x\nlogs:\n  routes:\n"
+        "    - {classes: '*', sinks: [index], classes: e}\n"
+    )
+    seen: list[str] = []
+    loaded = cfg.load_config(warn=seen.append)
+    assert loaded.config.deploy.port == 8200  # PyYAML keeps the last one
+    assert seen == [
+        f"{f}:3: duplicate key 'deploy.port' (first on line 2): the last value is used",
+        f"{f}:8: duplicate key 'logs.routes[0].classes' (first on line 8): the last value is used",
+    ]
+    assert cfg.duplicate_keys(f)[0] == cfg.DuplicateKey("deploy.port", 2, 3)
+    # a merge key (<<) overridden by an explicit key is not a duplicate; an alias met twice is walked once
+    f.write_text("deploy:\n  <<: &base {port: 8100}\n  port: 8200\nservices: {}\n")
+    loaded = cfg.load_config(warn=None)
+    assert loaded.warnings == [] and loaded.config.deploy.port == 8200
+
+
+def test_duplicate_yaml_keys_in_the_user_file_warn(isolated_env: Path) -> None:
+    user = write(cfg.user_config_path(), "tracking:\n  experiment: a\ntracking:\n  uri: sqlite:///x.db\n")
+    loaded = cfg.load_config(warn=None)
+    assert loaded.warnings == [f"{user}:3: duplicate key 'tracking' (first on line 1): the last value is used"]
+    assert loaded.config.tracking.experiment == "default"  # the whole first mapping was replaced
+
+
+def test_default_warnings_go_to_stderr(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg.load_config(env={"MLCTL_DEPLOY_PROT": "1"})
+    assert capsys.readouterr().err == (
+        "warning: environment variable MLCTL_DEPLOY_PROT is not an mlctl setting: ignored; "
+        "did you mean MLCTL_DEPLOY_PORT?\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,3 +237,120 @@ def test_error_inside_a_mapping_value_names_the_file(project: Path, monkeypatch:
     with pytest.raises(ConfigError) as info:
         cfg.load_config()
     assert info.value.message.startswith(f"{project / 'mlctl.yaml'}:2: train.gates")
+
+
+def test_set_value_refuses_a_read_only_file_even_as_root(project: Path) -> None:
+    path = project / "mlctl.yaml"
+    before = path.read_text()
+    path.chmod(0o444)
+    with pytest.raises(OperationFailed, match=r"mlctl.yaml is read-only \(mode 0444\): not changed") as info:
+        cfg.set_value(path, "deploy.port", "9000")
+    assert info.value.exit_code == 1 and "chmod u+w" in (info.value.hint or "")
+    with pytest.raises(OperationFailed):
+        cfg.set_value(path, "deploy.port", "9000", dry_run=True)  # the plan says it would fail
+    assert path.read_text() == before
+    assert (path.stat().st_mode & 0o777) == 0o444
+
+
+def test_set_value_keeps_the_mode_and_writes_atomically(project: Path) -> None:
+    path = project / "mlctl.yaml"
+    path.chmod(0o600)
+    cfg.set_value(path, "deploy.port", "9000")
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert "port: 9000" in path.read_text()
+    assert sorted(p.name for p in project.iterdir()) == ["mlctl.yaml"]  # no temporary file left
+
+
+def test_set_value_writes_through_a_symlink(project: Path) -> None:
+    real = project / "conf" / "real.yaml"
+    real.parent.mkdir()
+    real.write_text("# mine\ndeploy:\n  port: 8100  # the port\n")
+    real.chmod(0o640)
+    link = project / "mlctl.yaml"
+    link.unlink()
+    link.symlink_to(Path("conf") / "real.yaml")
+    assert cfg.set_value(link, "deploy.port", "9000") == 9000
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_text() == "# mine\ndeploy:\n  port: 9000  # the port\n"
+    assert (real.stat().st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real.yaml"]
+    real.chmod(0o444)
+    with pytest.raises(OperationFailed, match="a link to .*real.yaml.*read-only"):
+        cfg.set_value(link, "deploy.port", "9001")
+
+
+def test_set_value_repairs_an_invalid_file(project: Path) -> None:
+    path = project / "mlctl.yaml"
+    path.write_text("deploy:\n  port: lots  # fix me\n  replicas: 0\nbogus: 1\n")
+    seen: list[str] = []
+    assert cfg.set_value(path, "deploy.port", "9000", warn=seen.append) == 9000
+    assert "port: 9000  # fix me" in path.read_text()
+    assert seen == [f"{path}: deploy.replicas: Input should be greater than or equal to 1: still to fix",
+                    f"{path}: bogus: unknown key: still to fix"]
+    # an invalid new value is still refused, and the file is left as it was
+    before = path.read_text()
+    with pytest.raises(ConfigError, match=r"deploy.replicas: Input should be a valid integer.*\(got 'x'\)"):
+        cfg.set_value(path, "deploy.replicas", "x")
+    assert path.read_text() == before
+    cfg.set_value(path, "deploy.replicas", "2", warn=None)
+    assert "replicas: 2" in path.read_text()
+
+
+def test_set_value_refuses_a_change_that_breaks_another_key(project: Path) -> None:
+    path = project / "mlctl.yaml"
+    path.write_text("train:\n  model: logistic_regression\n")
+    before = path.read_text()
+    with pytest.raises(ConfigError, match=r"train.task = 'regression' would make train.model invalid"):
+        cfg.set_value(path, "train.task", "regression")
+    assert path.read_text() == before
+
+
+def test_set_value_ignores_the_environment_and_the_user_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCTL_DEPLOY_PORT", "not a port")
+    write(cfg.user_config_path(), "deploy:\n  replicas: 0\n")
+    path = project / "mlctl.yaml"
+    assert cfg.set_value(path, "deploy.port", "9000") == 9000
+
+
+def test_set_value_refuses_duplicate_keys(project: Path) -> None:
+    path = project / "mlctl.yaml"
+    path.write_text("deploy:\n  port: 1\n  port: 2\n")
+    with pytest.raises(ConfigError, match=r"yaml:3: duplicate key 'deploy.port' \(first on line 2\): not changed"):
+        cfg.set_value(path, "deploy.replicas", "2")
+    assert path.read_text() == "deploy:\n  port: 1\n  port: 2\n"
+
+
+def test_set_value_dry_run_writes_nothing(project: Path) -> None:
+    path = project / "mlctl.yaml"
+    before = path.read_text()
+    assert cfg.set_value(path, "deploy.port", "9000", dry_run=True) == 9000
+    assert path.read_text() == before
+    with pytest.raises(ConfigError):
+        cfg.set_value(path, "deploy.port", "x", dry_run=True)
+
+
+def test_a_folder_named_mlctl_yaml(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(isolated_env / "mlctl.yaml", "project:\n  name: parent\n")
+    sub = isolated_env / "sub"
+    (sub / "mlctl.yaml").mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    loaded = cfg.load_config(warn=None)
+    assert loaded.project_file is None and loaded.root == sub  # the parent project is not used instead
+    assert loaded.warnings == [f"{sub / 'mlctl.yaml'} is a directory, not a project file: ignored"]
+    with pytest.raises(NotAProject, match=r"sub/mlctl.yaml is a directory, not a project file"):
+        loaded.require_project()
+    with pytest.raises(NotAProject, match="is a directory"):
+        cfg.project_file_to_edit()
+    with pytest.raises(ConfigError, match="is a directory, not a project file"):
+        cfg.load_config(project_file=sub / "mlctl.yaml", warn=None)
+
+
+def test_project_file_to_edit_does_not_validate(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project / ".")
+    (project / "mlctl.yaml").write_text("deploy:\n  port: lots\n")
+    assert cfg.project_file_to_edit() == project / "mlctl.yaml"
+    monkeypatch.chdir(project.parent)
+    with pytest.raises(NotAProject, match="no mlctl.yaml found"):
+        cfg.project_file_to_edit()
+    with pytest.raises(NotAProject, match="file not found"):
+        cfg.project_file_to_edit(project / "nope.yaml")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -128,6 +129,57 @@ def test_huge_values_stay_finite(name: str) -> None:
     x[400:] *= 1e150
     s = make(name).score(x)
     assert np.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
+
+
+FLOAT_MAX = float(np.finfo(float).max)
+
+
+def near_the_float_limit() -> list[np.ndarray]:
+    """Series at the edge of float64: sums and differences of two points overflow."""
+    rng = np.random.default_rng(7)
+    spikes = series()
+    spikes[200], spikes[300], spikes[301] = FLOAT_MAX, -FLOAT_MAX, FLOAT_MAX
+    both_signs = rng.uniform(-1.0, 1.0, 600) * 0.99 * FLOAT_MAX
+    high = 0.9 * FLOAT_MAX + rng.normal(0.0, 1e306, 600)
+    high[400] = -FLOAT_MAX
+    return [spikes, both_signs, high, np.full(600, FLOAT_MAX), np.column_stack([both_signs, high])]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_values_near_the_float_limit_warn_nothing_and_score_in_range(name: str) -> None:
+    for x in near_the_float_limit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no numpy overflow warning may leak (to the CLI's stderr)
+            s = make(name).score(x)
+        assert np.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scores_do_not_depend_on_the_scale_up_to_the_float_limit(name: str) -> None:
+    x = series()
+    big = x * 2.0**1016  # about 1e307: differences of two points overflow without care
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(make(name).score(big), make(name).score(x), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["zscore", "forecast", "seasonal", "ensemble", "context"])
+def test_a_spike_to_the_float_limit_scores_high(name: str) -> None:
+    for sign in (1.0, -1.0):
+        x = flat_then_spike()
+        x[300] = sign * FLOAT_MAX
+        d = make_detector(name)
+        assert d.score(x)[300] >= d.default_threshold
+        # and a spike of the opposite sign from a series near the limit: their difference is no float
+        y = flat_then_spike() * 1e306 * sign
+        y[300] = -sign * FLOAT_MAX
+        assert make_detector(name).score(y)[300] >= d.default_threshold
+
+
+def test_uniform_noise_near_the_float_limit_is_not_a_false_alarm() -> None:
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, 400) * 0.99 * FLOAT_MAX  # |x - median| overflowed to inf
+    d = make_detector("zscore", suppress=0)
+    assert d.score(x)[40:].max() < d.default_threshold
 
 
 @pytest.mark.parametrize("name", NAMES)

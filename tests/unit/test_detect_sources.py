@@ -89,7 +89,9 @@ def test_non_numeric_value_names_line_and_column(tmp_path: Path) -> None:
     ("", "the file is empty"),
     ("   \n\n", "the file is empty"),
     ("timestamp,value\n", "has a header but no data rows"),
-    ("timestamp\n1\n", "no value column"),
+    ("timestamp\n1\n", "no value column: the only column, 'timestamp', holds timestamps"),
+    ("timestamp,value\n1e300,1\n", "unreadable timestamp on line 2"),  # beyond the year 9999
+    ("timestamp,value\n-1e15,1\n", "unreadable timestamp on line 2"),  # before the year 1
     ("timestamp,value\n1,2,3\n", "wrong number of fields"),
     ("t,a,a\n1,2,3\n", "duplicate column names"),
 ])  # fmt: skip
@@ -163,3 +165,37 @@ def test_durations() -> None:
     for bad in ("", "5x", "-1s", "0", "1h 5m", True):
         with pytest.raises(UsageError):
             parse_duration(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "name"), [
+    ("value\n1\n2.5\n\n7\n", "m.csv"),
+    ('{"value": 1}\n{"value": 2.5}\n{"value": 7}\n', "m.jsonl"),
+])  # fmt: skip
+def test_a_single_value_column_is_a_series_in_file_order(tmp_path: Path, text: str, name: str) -> None:
+    f = read_input(_write(tmp_path, text, name))
+    assert f.indexed and f.names == ["value"]
+    assert f.values[:, 0].tolist() == [1.0, 2.5, 7.0]
+    assert f.times.tolist() == [0.0, 1.0, 2.0] and f.labels == ["0", "1", "2"]
+    assert f.warnings == ["no timestamp column: the 3 point(s) are numbered 0, 1, 2... in file order"]
+    with pytest.raises(UsageError, match=r"line 3, column 'value': 'high' is not a number"):
+        read_input(_write(tmp_path, "value\n1\nhigh\n"))
+    assert not read_input(_write(tmp_path, "timestamp,value\n1,2\n")).indexed
+
+
+def test_values_near_the_float_limit_warn_nothing(tmp_path: Path) -> None:
+    import warnings
+
+    rows = "".join(f"{60 * i},{v!r}\n" for i, v in enumerate([1.7e308, -1.7e308, 1e308, 1.7976931348623157e308]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # max - min of the column overflows: no numpy warning may leak
+        f = read_input(_write(tmp_path, "timestamp,value\n" + rows))
+        g = read_input(_write(tmp_path, "timestamp,value\n0,1.7e308\n60,1.7e308\n"))
+    assert np.isfinite(f.values).all() and not f.warnings
+    assert g.warnings == ["'value' is constant: nothing can stand out"]
+
+
+def test_huge_numeric_timestamps_in_json_lines_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unreadable timestamp on line 1, 2"):
+        read_input(_write(tmp_path, '{"timestamp": 1e300, "value": 1}\n{"timestamp": 2e300, "value": 2}\n', "t.jsonl"))
+    assert parse_timestamp(253402300799000) == 253402300799.0  # the last second of 9999, in milliseconds
+    assert parse_timestamp(253402300800000) is None and parse_timestamp(1e300) is None

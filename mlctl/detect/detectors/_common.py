@@ -12,6 +12,9 @@ Conventions kept by every detector built on it:
   surprise is 0, so an all-NaN row scores 0 and leaves the state unchanged;
 * a column whose recent history is constant has zero spread; a point equal to it scores 0 and
   a point away from it is maximally surprising (the spread floor keeps the division finite);
+* values near the float limits (+-1e308) never overflow into inf or NaN: differences that
+  would are taken in halves (:func:`gap`), quantiles interpolate without subtracting, and a
+  spread too large for a float is capped at the largest one;
 * *suppression*: once a point stands out, the same event keeps standing out for a while;
   only a surprise larger than every surprise of the last ``suppress`` points is reported at
   full strength, later ones are reduced by that recent maximum. One event then gives one
@@ -21,6 +24,7 @@ Conventions kept by every detector built on it:
 from __future__ import annotations
 
 import math
+import sys
 from abc import abstractmethod
 from bisect import bisect_left, insort
 from collections import deque
@@ -38,6 +42,8 @@ Z_MAX = 1e6
 #: floor of a robust spread, relative to the magnitude of the median, and absolute
 REL_FLOOR = 1e-9
 ABS_FLOOR = 1e-12
+#: the largest float: values, differences and spreads saturate here instead of overflowing to inf
+FLOAT_MAX = sys.float_info.max
 
 
 def squash(z: float) -> float:
@@ -50,6 +56,24 @@ def squash(z: float) -> float:
 
 def spread_floor(center: float) -> float:
     return REL_FLOOR * abs(center) + ABS_FLOOR
+
+
+def gap(x: float, center: float, spread: float) -> float:
+    """``|x - center| / spread`` for finite inputs, also when ``x - center`` overflows (both near the
+    float limits, of opposite signs): then it is computed in halves.
+
+    >>> round(gap(-1.6e308, 3e307, 9e307), 6)  # 1.9e308 / 9e307, though 1.9e308 is no float
+    2.111111
+    """
+    d = abs(x - center)
+    if d == math.inf:
+        return abs(x * 0.5 - center * 0.5) / (spread * 0.5)
+    return d / spread
+
+
+def saturate(x: float) -> float:
+    """``x`` clipped to the finite floats (a difference that overflowed becomes +-FLOAT_MAX)."""
+    return FLOAT_MAX if x > FLOAT_MAX else (-FLOAT_MAX if x < -FLOAT_MAX else x)
 
 
 def per_column_row(detector: Any, x: Any) -> list[float]:
@@ -98,7 +122,11 @@ class SortedWindow:
         pos = q * (len(s) - 1)
         lo = int(pos)
         hi = min(lo + 1, len(s) - 1)
-        return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+        frac = pos - lo
+        q = s[lo] + (s[hi] - s[lo]) * frac
+        if not math.isfinite(q):  # s[hi] - s[lo] overflowed: interpolate without subtracting
+            q = s[lo] * (1.0 - frac) + s[hi] * frac
+        return q
 
     def median(self) -> float:
         return self.quantile(0.5)
@@ -106,12 +134,18 @@ class SortedWindow:
     def robust_spread(self) -> float:
         """A robust standard deviation: the interquartile range / 1.349, or the mean absolute
         deviation from the median when most values are equal (IQR 0)."""
-        iqr = self.quantile(0.75) - self.quantile(0.25)
+        q1, q3 = self.quantile(0.25), self.quantile(0.75)
+        iqr = q3 - q1
+        if iqr == math.inf:  # the quartiles are near the float limits, of opposite signs
+            return min((q3 * 0.5 - q1 * 0.5) / (1.349 * 0.5), FLOAT_MAX)
         if iqr > 0.0:
             return iqr / 1.349
         med = self.median()
-        mad = sum(abs(v - med) for v in self.sorted) / len(self.sorted)
-        return 1.2533 * mad
+        n = len(self.sorted)
+        mad = sum(abs(v - med) for v in self.sorted) / n
+        if mad == math.inf:
+            mad = 2.0 * sum(abs(v * 0.5 - med * 0.5) / n for v in self.sorted)
+        return min(1.2533 * mad, FLOAT_MAX)
 
 
 class ColumnModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import ClassVar
 
@@ -11,6 +12,7 @@ from mlctl.detect.detectors._common import (
     ColumnModel,
     ColumnwiseDetector,
     SortedWindow,
+    gap,
     spread_floor,
 )
 
@@ -32,9 +34,11 @@ class _Model(ColumnModel):
         last = sorted([*self.recent, x])
         m = len(last)
         now = last[m // 2] if m % 2 else 0.5 * (last[m // 2 - 1] + last[m // 2])
+        if not math.isfinite(now):  # the sum overflowed
+            now = 0.5 * last[m // 2 - 1] + 0.5 * last[m // 2]
         med = self.ref.median()
         spread = max(self.ref.robust_spread(), spread_floor(med))
-        return abs(now - med) / (spread * self.norm)
+        return gap(now, med, spread * self.norm)
 
     def learn(self, x: float) -> None:
         self.recent.append(x)

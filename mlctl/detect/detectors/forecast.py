@@ -6,7 +6,14 @@ import math
 from typing import ClassVar
 
 from mlctl.detect.base import Param, register
-from mlctl.detect.detectors._common import COMMON_PARAMS, ColumnModel, ColumnwiseDetector, spread_floor
+from mlctl.detect.detectors._common import (
+    COMMON_PARAMS,
+    ColumnModel,
+    ColumnwiseDetector,
+    gap,
+    saturate,
+    spread_floor,
+)
 
 
 class _Model(ColumnModel):
@@ -22,9 +29,9 @@ class _Model(ColumnModel):
     def surprise(self, x: float) -> float:
         if self.n < self.min_points:
             return 0.0
-        pred = self.level + self.trend
+        pred = saturate(self.level + self.trend)
         spread = max(1.2533 * self.mae, spread_floor(pred))
-        return abs(x - pred) / spread
+        return gap(x, pred, spread)
 
     def learn(self, x: float) -> None:
         if self.n == 0:

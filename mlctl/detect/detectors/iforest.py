@@ -12,6 +12,17 @@ from mlctl.detect.base import Detector, Param, register
 
 #: features are clipped here: the forest works in float32
 _BIG = 1e37
+_FLOAT_MAX = float(np.finfo(float).max)
+
+
+def _float32_scale(X: np.ndarray) -> np.ndarray:
+    """A power of two per feature column that brings its largest magnitude within +-_BIG (1 for
+    ordinary data). Trees split between a column's min and max, so scaling a column by a power of
+    two (exact in floating point) changes no split: values up to 1e308 are told apart like any."""
+    big = np.abs(X).max(axis=0) if len(X) else np.zeros(X.shape[1:])
+    with np.errstate(divide="ignore"):
+        exp = np.where(big > _BIG, np.ceil(np.log2(big / _BIG)), 0.0)
+    return np.exp2(-exp)
 
 
 @register
@@ -54,6 +65,7 @@ class IsolationForestDetector(Detector):
         self.feats_: deque[np.ndarray] = deque(maxlen=self.history)
         self.n_ = 0
         self.forest_: Any = None
+        self.scale_: np.ndarray | None = None  # per-feature power of two applied before the forest
 
     def _row(self, x: Any) -> np.ndarray:
         row = np.asarray(x, dtype=float).ravel()
@@ -69,12 +81,18 @@ class IsolationForestDetector(Detector):
         return row
 
     def _features(self, row: np.ndarray) -> np.ndarray | None:
+        """Value, change and distance from the recent mean; near the float limits a change that
+        overflows is +-inf, saturated at the largest float; columns are then scaled into float32's range."""
         if not np.isfinite(row).all() or len(self.past_) < 1:
             return None
         past = np.array(self.past_)
         prev = past[-1]
-        mean = past[-self.window :].mean(axis=0)
-        return np.concatenate([row, row - prev, row - mean])
+        recent = past[-self.window :]
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = recent.mean(axis=0)
+            if not np.isfinite(mean).all():  # the sum overflowed: average the scaled values instead
+                mean = (recent / len(recent)).sum(axis=0)
+            return np.concatenate([row, row - prev, row - mean])
 
     @staticmethod
     def _to_score(raw: np.ndarray) -> np.ndarray:
@@ -91,13 +109,14 @@ class IsolationForestDetector(Detector):
 
     def _refit(self) -> None:
         ensemble = require("sklearn.ensemble", "detect", feature="the iforest detector", package="scikit-learn")
-        with np.errstate(all="ignore"):
-            X = np.clip(np.nan_to_num(np.array(self.feats_), posinf=_BIG, neginf=-_BIG), -_BIG, _BIG)
+        X = np.nan_to_num(np.array(self.feats_), posinf=_FLOAT_MAX, neginf=-_FLOAT_MAX)
+        self.scale_ = _float32_scale(X)
+        X = np.clip(X * self.scale_, -_BIG, _BIG)
         self.forest_ = ensemble.IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(X)
 
     def _predict(self, feats: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            X = np.clip(np.nan_to_num(np.atleast_2d(feats), posinf=_BIG, neginf=-_BIG), -_BIG, _BIG)
+        X = np.nan_to_num(np.atleast_2d(feats), posinf=_FLOAT_MAX, neginf=-_FLOAT_MAX)
+        X = np.clip(X * (1.0 if self.scale_ is None else self.scale_), -_BIG, _BIG)
         return self._to_score(self.forest_.score_samples(X))
 
     def score_one(self, x: Any) -> float:

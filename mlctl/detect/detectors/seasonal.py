@@ -14,6 +14,8 @@ from mlctl.detect.detectors._common import (
     ColumnModel,
     ColumnwiseDetector,
     SortedWindow,
+    gap,
+    saturate,
     spread_floor,
 )
 
@@ -86,15 +88,15 @@ class _Model(ColumnModel):
     def surprise(self, x: float) -> float:
         if self.n < self.det.min_points or len(self.resid) < 2:
             return 0.0
-        r = x - self._expected()
+        r = saturate(x - self._expected())
         center = self.resid.median()
         spread = max(self.resid.robust_spread(), spread_floor(x))
-        return abs(r - center) / spread
+        return gap(r, center, spread)
 
     def learn(self, x: float) -> None:
         det = self.det
         if self.n >= 1:
-            self.resid.push(x - self._expected())
+            self.resid.push(saturate(x - self._expected()))
         self.hist.append(x)
         self.n += 1
         if self.n >= det.min_points and (self.n - det.min_points) % det.refresh == 0:

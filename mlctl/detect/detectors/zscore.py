@@ -10,6 +10,7 @@ from mlctl.detect.detectors._common import (
     ColumnModel,
     ColumnwiseDetector,
     SortedWindow,
+    gap,
     spread_floor,
 )
 
@@ -26,7 +27,7 @@ class _Model(ColumnModel):
             return 0.0
         med = self.win.median()
         spread = max(self.win.robust_spread(), spread_floor(med))
-        return abs(x - med) / spread
+        return gap(x, med, spread)
 
     def learn(self, x: float) -> None:
         self.win.push(x)
