@@ -47,8 +47,9 @@ demo: $(VENV)/.demo
 	echo "  2. train + tune, promote, deploy, predict, retrain, rollback, status ($$((t2 - t1)) s)" && \
 	echo "  all steps passed in $$((t2 - start)) s; next: .venv/bin/mlctl --help, README.md, docs/cli.md"
 
+# a regular (not editable) install, as a user gets it: an editable one warns about the package-dir mapping
 $(VENV)/.demo: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[ml,tracking,serve]'
+	$(PIP) install --quiet '.[ml,tracking,serve]'
 	@touch $@ $(VENV)/.core
 
 system-deps:
