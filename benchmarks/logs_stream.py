@@ -1,6 +1,6 @@
 """End-to-end log streaming: Kafka-protocol broker -> classify -> index, and producer rates of two Kafka clients.
 
-Starts tansu (Kafka protocol) and osmem-server (OpenSearch API) with ``mlctl.core.services``,
+Starts tansu (Kafka protocol) and osmem-server (OpenSearch API) with ``mlctl.engines``,
 produces LINES synthetic log lines of four systems (kernel, sshd, nginx, postgres) to a topic of
 PARTITIONS partitions with confluent-kafka, then times ``mlctl.logs.stream.run_stream`` from the
 broker into each sink with a cheap processor (a class from the line's system and level), one
@@ -118,7 +118,7 @@ def stream_into(sink_url: str, bootstrap: str, topic: str, n: int, partitions: i
 
 def run(n: int, partitions: int, batch: int) -> dict[str, Any]:
     from mlctl.connectors.kafka import create_topic, parse_kafka_url
-    from mlctl.core.services import start_engine
+    from mlctl.engines import start_engine
 
     work = Path(tempfile.mkdtemp(prefix="mlctl-bench-stream-"))
     broker = start_engine("kafka", work / "kafka")

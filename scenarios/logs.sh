@@ -32,7 +32,7 @@ RUST_LOG=warn "$TANSU" broker --listener-url "tcp://127.0.0.1:$BROKER" --adverti
 "$OSMEM" -addr "127.0.0.1:$SEARCH" -no-stdin-watch -no-ja >"$work/osmem.log" 2>&1 & pids+=($!)
 $PY - "$BROKER" "$SEARCH" <<'PYEOF'
 import sys, time, urllib.request
-from mlctl.core.services import kafka_ready, opensearch_ready
+from mlctl.core.probes import kafka_ready, opensearch_ready
 deadline = time.monotonic() + 30
 while not (kafka_ready("127.0.0.1", int(sys.argv[1])) and opensearch_ready(f"http://127.0.0.1:{sys.argv[2]}")):
     assert time.monotonic() < deadline, "engines did not start"

@@ -10,6 +10,14 @@ Environment variables name a dotted key with ``_`` or ``__`` for the dot:
 settings are listed in :data:`NON_CONFIG_ENV`; any other unknown ``MLCTL_*`` variable (a typo such
 as ``MLCTL_DEPLOY_PROT``) is reported with a warning, as are duplicate keys in a file.
 
+Sections: core defines the sections every part of mlctl shares (``project``, ``tracking``,
+``deploy``, ``services``) in :class:`CoreConfig`; each capability owns its section's model and is
+registered with :func:`register_section` by the composition root, the module named by
+:data:`COMPOSITION_ROOT` (``mlctl/sections.py``). Core imports no capability: :func:`config_model`
+imports the composition root by name the first time it is called and builds the whole model
+from :class:`CoreConfig` plus every registered section, so every caller of :func:`load_config`
+sees every section.
+
 >>> env_key("MLCTL_DEPLOY__PORT", ["deploy.port", "deploy.target"])
 'deploy.port'
 """
@@ -17,20 +25,19 @@ as ``MLCTL_DEPLOY_PROT``) is reported with a warning, as are duplicate keys in a
 from __future__ import annotations
 
 import difflib
+import importlib
 import io
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from mlctl.core.errors import ConfigError, NotAProject, OperationFailed, UsageError
-from mlctl.detect.spec import DetectSpec
-from mlctl.lifecycle.spec import TrainSpec
-from mlctl.logs.spec import LogsSpec
 
 PROJECT_FILE = "mlctl.yaml"
 STATE_DIR = ".mlctl"
@@ -118,16 +125,112 @@ class ServicesSection(_Section):
     kubernetes: str | None = Field(None, description="Kubernetes API URL (default: from KUBECONFIG)")
 
 
-class MlctlConfig(_Section):
-    """The whole effective configuration."""
+class CoreConfig(_Section):
+    """The sections core defines; :func:`config_model` adds every registered section to them."""
 
     project: ProjectSection = ProjectSection()
     tracking: TrackingSection = TrackingSection()
     deploy: DeploySection = DeploySection()
     services: ServicesSection = ServicesSection()
-    train: TrainSpec = TrainSpec()
-    detect: DetectSpec = DetectSpec()
-    logs: LogsSpec = LogsSpec()
+
+    if TYPE_CHECKING:
+        # Registered sections (``config.train``...) are fields of the composed model only; to a
+        # type checker they are reachable as attributes of any value. Core fields stay typed.
+        def __getattr__(self, name: str) -> Any: ...
+
+
+# -- the section registry -----------------------------------------------------------------------
+
+#: The module that registers every capability's section (the composition root). Core never
+#: imports it statically; :func:`config_model` imports it by this name the first time.
+COMPOSITION_ROOT = "mlctl.sections"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A registered config section: its top-level key, its pydantic model and a one-line description."""
+
+    name: str
+    model: type[BaseModel]
+    description: str = ""
+
+
+_registry: dict[str, Section] = {}
+_lock = threading.RLock()
+_model: type[CoreConfig] | None = None
+_root_imported = False
+
+
+def register_section(name: str, model: type[BaseModel], *, description: str = "") -> None:
+    """Add ``model`` as the ``name:`` section of the configuration (e.g. ``train``).
+
+    The model must be a pydantic model whose fields all have defaults (its defaults are the
+    section's defaults); forbid extra keys in it (``extra="forbid"``) so typos are reported.
+    Registering the same model under the same name again does nothing; another model under a
+    registered name, a core section's name, or a name that is not a lowercase identifier raises
+    ``ValueError``. ``description`` defaults to the first line of the model's docstring.
+    """
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"config section '{name}': {model!r} is not a pydantic model")
+    if not name.isidentifier() or name.startswith("_") or name != name.lower():
+        raise ValueError(f"config section name {name!r} must be a lowercase identifier not starting with '_'")
+    if name in CoreConfig.model_fields or hasattr(BaseModel, name):
+        raise ValueError(f"config section '{name}' is reserved by mlctl.core.config")
+    global _model
+    with _lock:
+        known = _registry.get(name)
+        if known is not None:
+            if known.model is model:
+                return
+            raise ValueError(f"config section '{name}' is already registered with "
+                             f"{known.model.__module__}.{known.model.__qualname__}")
+        try:
+            model()
+        except ValidationError as exc:
+            raise ValueError(f"config section '{name}': {model.__qualname__} needs defaults for every field "
+                             f"({exc.error_count()} missing or invalid)") from None
+        if not description:
+            description = ((model.__doc__ or "").strip().splitlines() or [""])[0]
+        _registry[name] = Section(name, model, description)
+        _model = None  # rebuilt by the next config_model()
+
+
+def registered_sections() -> list[Section]:
+    """The sections added to :class:`CoreConfig`, in registration order (after composition)."""
+    _compose()
+    with _lock:
+        return list(_registry.values())
+
+
+def _compose() -> None:
+    """Import the composition root once, so that every capability's section is registered."""
+    global _root_imported
+    if _root_imported:
+        return
+    with _lock:
+        if not _root_imported:
+            importlib.import_module(COMPOSITION_ROOT)
+            _root_imported = True
+
+
+def config_model() -> type[CoreConfig]:
+    """The whole configuration's model: :class:`CoreConfig` plus every registered section.
+
+    Built once and cached; rebuilt when a section is registered afterwards.
+
+    >>> list(config_model().model_fields)[3:5]
+    ['services', 'train']
+    """
+    global _model
+    _compose()
+    with _lock:
+        if _model is None:
+            sections: dict[str, Any] = {
+                s.name: (s.model, Field(s.model(), description=s.description)) for s in _registry.values()
+            }
+            # named where it is public (mlctl.sections.MlctlConfig), so instances pickle and print as such
+            _model = create_model("MlctlConfig", __base__=CoreConfig, __module__=COMPOSITION_ROOT, **sections)
+        return _model
 
 
 Origin = Literal["default", "user", "project", "env", "flag"]
@@ -141,7 +244,7 @@ class LoadedConfig:
     ``env: MLCTL_...`` or ``flag``.
     """
 
-    config: MlctlConfig
+    config: CoreConfig  # an instance of config_model(): every registered section too
     root: Path
     project_file: Path | None
     user_file: Path | None
@@ -186,8 +289,10 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def known_keys(model: type[BaseModel] = MlctlConfig, prefix: str = "") -> list[str]:
-    """Every dotted leaf key of the schema."""
+def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema (default: the whole configuration, :func:`config_model`)."""
+    if model is None:
+        model = config_model()
     keys: list[str] = []
     for name, info in model.model_fields.items():
         ann = info.annotation
@@ -200,7 +305,7 @@ def known_keys(model: type[BaseModel] = MlctlConfig, prefix: str = "") -> list[s
 
 def key_description(key: str) -> str:
     """The schema's description of a dotted key."""
-    model: type[BaseModel] = MlctlConfig
+    model: type[BaseModel] = config_model()
     *parents, leaf = key.split(".")
     for p in parents:
         ann = model.model_fields[p].annotation
@@ -293,7 +398,7 @@ def project_file_to_edit(project_file: Path | None = None, *, start: Path | None
             path, blocker = _find(start)
     if path is None:
         root = blocker.parent if blocker else (start or Path.cwd()).resolve()
-        LoadedConfig(MlctlConfig(), root, None, None, not_a_file=blocker).require_project()
+        LoadedConfig(CoreConfig(), root, None, None, not_a_file=blocker).require_project()
     assert path is not None
     if not path.is_file():
         if path.exists() or path.is_symlink():
@@ -477,8 +582,9 @@ def load_config(
     None: silent) and kept in :attr:`LoadedConfig.warnings`.
     """
     environ = os.environ if env is None else env
-    keys = known_keys()
-    merged: dict[str, Any] = MlctlConfig().model_dump()
+    model = config_model()
+    keys = known_keys(model)
+    merged: dict[str, Any] = model().model_dump()
     origins = {k: "default" for k in flatten(merged)}
     sources: dict[str, tuple[Path, str]] = {}
     found: list[str] = []
@@ -530,7 +636,7 @@ def load_config(
     _merge(merged, _unflatten(flag_layer), origins, "flag")
 
     try:
-        config = MlctlConfig.model_validate(merged)
+        config = model.model_validate(merged)
     except ValidationError as exc:
         raise _explain(exc, origins, sources) from None
     if pfile:
@@ -591,7 +697,7 @@ def key_hint(key: str) -> str:
 def _problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Every validation problem of a config document, as ``(dotted key, message)``."""
     try:
-        MlctlConfig.model_validate(data)
+        config_model().model_validate(data)
     except ValidationError as exc:
         out = []
         for err in exc.errors():
@@ -611,7 +717,7 @@ def _coerced(key: str, value: Any, data: Mapping[str, Any]) -> Any:
     valid, else from the key alone."""
     for doc in (data, _unflatten({key: value})):
         try:
-            return flatten(MlctlConfig.model_validate(doc).model_dump(mode="json")).get(key, value)
+            return flatten(config_model().model_validate(doc).model_dump(mode="json")).get(key, value)
         except ValidationError:
             continue
     return value

@@ -1,28 +1,24 @@
 """``mlctl doctor``: which optional engines are installed or reachable, and what each enables.
 
-Each check speaks the engine's own protocol, with the standard library only and short
-timeouts, so doctor stays fast and needs no client library: HTTP health endpoints for the
-HTTP engines, ``PING`` for Redis, the SSLRequest handshake for PostgreSQL, ``ApiVersions``
-for Kafka, ``/_ping`` over the socket for Docker and ``/version`` for Kubernetes.
+Each check speaks the engine's own protocol through :mod:`mlctl.core.probes`, with the
+standard library only and short timeouts, so doctor stays fast and needs no client library:
+HTTP health endpoints for the HTTP engines, ``PING`` for Redis, the SSLRequest handshake for
+PostgreSQL, ``ApiVersions`` for Kafka, ``/version`` over the socket for Docker and ``/version``
+for Kubernetes. This module maps each configured URL to its check.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
-import socket
-import struct
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from mlctl.core.config import MlctlConfig
+from mlctl.core import probes
+from mlctl.core.config import CoreConfig
 
 TIMEOUT_S = 2.0
 
@@ -39,100 +35,28 @@ class EngineCheck:
     enables: str
 
 
-def _host_port(url: str, default_port: int) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    return parts.hostname, parts.port or default_port
-
-
-def _http_get(url: str, path: str) -> tuple[int, bytes]:
-    full = url.rstrip("/") + path
-    req = urllib.request.Request(full, headers={"Accept": "application/json", "User-Agent": "mlctl-doctor"})
-    try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:  # noqa: S310 - URL from config
-            return resp.status, resp.read(65536)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(4096)
-
-
 def probe_http(path: str, *, json_field: str | None = None) -> Callable[[str], str]:
-    def run(url: str) -> str:
-        status, body = _http_get(url, path)
-        if status >= 500:
-            raise OSError(f"HTTP {status} from {path}")
-        if json_field:
-            try:
-                value = json.loads(body)
-                for part in json_field.split("."):
-                    value = value[part]
-                return f"version {value}"
-            except (ValueError, KeyError, TypeError):
-                pass
-        return f"HTTP {status} on {path}"
-
-    return run
+    """A check of ``GET url+path`` (see :func:`mlctl.core.probes.check_http`); proxies from the environment apply."""
+    return lambda url: probes.check_http(url, path, json_field=json_field, timeout=TIMEOUT_S, env_proxies=True)
 
 
 def probe_redis(url: str) -> str:
-    host, port = _host_port(url, 6379)
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as s:
-        s.sendall(b"*1\r\n$4\r\nPING\r\n")
-        reply = s.recv(64)
-    if reply.startswith(b"+PONG"):
-        return "PING -> PONG"
-    if reply.startswith(b"-NOAUTH"):
-        return "answering (needs auth)"
-    raise OSError(f"unexpected reply {reply[:20]!r}")
+    return probes.check_redis(*probes.host_port(url, 6379), timeout=TIMEOUT_S)
 
 
 def probe_postgres(url: str) -> str:
-    host, port = _host_port(url, 5432)
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as s:
-        s.sendall(struct.pack("!ii", 8, 80877103))  # SSLRequest
-        reply = s.recv(1)
-    if reply in (b"S", b"N"):
-        return "protocol 3.0 handshake ok"
-    raise OSError(f"unexpected reply {reply!r}")
+    return probes.check_postgres(*probes.host_port(url, 5432), timeout=TIMEOUT_S)
 
 
 def probe_kafka(url: str) -> str:
-    host, port = _host_port(url, 9092)
-    client = b"mlctl"
-    body = struct.pack("!hhih", 18, 0, 7, len(client)) + client  # ApiVersions v0, correlation 7
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as s:
-        s.sendall(struct.pack("!i", len(body)) + body)
-        head = s.recv(10)
-    if len(head) >= 10:
-        _, correlation, error = struct.unpack("!iih", head[:10])
-        if correlation == 7:
-            return "ApiVersions ok" if error == 0 else f"ApiVersions error {error}"
-    raise OSError("not a Kafka-protocol broker")
+    return probes.check_kafka(*probes.host_port(url, 9092), timeout=TIMEOUT_S)
 
 
 def probe_docker(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(TIMEOUT_S)
-        with sock:
-            sock.connect(parts.path)
-            sock.sendall(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n")[0] + b" ":
-            raise OSError(head.split(b"\r\n")[0].decode(errors="replace"))
-        try:
-            return f"version {json.loads(body)['Version']}"
-        except (ValueError, KeyError):
-            return "answering"
-    url = url.replace("tcp://", "http://", 1)
-    return probe_http("/version", json_field="Version")(url)
+    return probes.check_docker(url, timeout=TIMEOUT_S, env_proxies=True)
 
 
-def kubernetes_url(config: MlctlConfig) -> str | None:
+def kubernetes_url(config: CoreConfig) -> str | None:
     """The API server URL: config, else the current context of KUBECONFIG / ~/.kube/config."""
     if config.services.kubernetes:
         return config.services.kubernetes
@@ -202,7 +126,7 @@ def _check(engine: Engine, url: str | None) -> EngineCheck:
     return EngineCheck(engine.name, url, ok, detail, installed, engine.enables)
 
 
-def run_doctor(config: MlctlConfig) -> list[EngineCheck]:
+def run_doctor(config: CoreConfig) -> list[EngineCheck]:
     """Check every optional engine concurrently; never raises for a missing engine."""
     urls = {e.name: (kubernetes_url(config) if e.config_key == "kubernetes"
                      else getattr(config.services, e.config_key)) for e in ENGINES}

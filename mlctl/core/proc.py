@@ -3,8 +3,12 @@
 Standard library only. :class:`LocalService` runs one process in its own session with its output
 in a log file, waits until a readiness check passes (failing early, with the log tail, if the
 process dies), and stops it by its PID only: its stop signal (SIGTERM by default), then SIGKILL.
-Small helpers: :func:`free_port`, :func:`wait_until`, readiness probes (:func:`tcp_ready`,
-:func:`http_ready`, :func:`redis_ready`, :func:`postgres_ready`) and :func:`find_binary`.
+:class:`ExternalService` stands for one somebody else runs; both fit the :class:`Service` protocol.
+Small helpers: :func:`free_port`, :func:`wait_until` and :func:`user_kwargs` (drop to an engine's
+own user when we are root).
+
+Readiness checks that speak an engine's protocol live in :mod:`mlctl.core.probes`; recipes that
+locate and start the engines mlctl knows (PostgreSQL, Redis, Prometheus...) in :mod:`mlctl.engines`.
 
 >>> isinstance(free_port(), int)
 True
@@ -14,22 +18,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import glob
 import os
-import re
 import shutil
 import signal
 import socket
-import stat
-import struct
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -39,23 +35,7 @@ from mlctl.core.errors import ServiceUnavailable
 
 LOOPBACK = "127.0.0.1"
 
-#: Directories searched after ``PATH`` by :func:`find_binary`; globs expand highest version first.
-DEFAULT_EXTRA_DIRS: tuple[str, ...] = (
-    "/usr/lib/postgresql/*/bin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/local/sbin",
-    "/sbin",
-)
-
 _T = TypeVar("_T")
-
-# Loopback probes must never go through an HTTP proxy taken from the environment.
-_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class EngineNotInstalled(ServiceUnavailable):
-    """The binary an engine needs is not installed; the hint names the package to install."""
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -64,7 +44,7 @@ class EngineNotInstalled(ServiceUnavailable):
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port on ``host`` that nothing listens on right now (the OS picks it).
 
-    Another process may take it before you bind it; :func:`start_engine` retries on a new
+    Another process may take it before you bind it; :func:`mlctl.engines.start_engine` retries on a new
     port when an engine it started on a port of its own choosing dies at once.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -101,142 +81,6 @@ def wait_until(
         time.sleep(min(interval, remaining))
 
 
-def tcp_ready(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a TCP connection to ``host:port`` succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def http_ready(url: str, expect_status: int = 200, timeout: float = 1.0) -> bool:
-    """True when ``GET url`` answers with ``expect_status`` (proxies from the environment ignored)."""
-    try:
-        with _NO_PROXY_OPENER.open(url, timeout=timeout) as resp:
-            return int(resp.status) == expect_status
-    except urllib.error.HTTPError as exc:
-        return exc.code == expect_status
-    except (OSError, ValueError):
-        return False
-
-
-def redis_ready(host: str, port: int, password: str | None = None, timeout: float = 0.5) -> bool:
-    """True when a Redis server at ``host:port`` answers ``PING`` with ``PONG`` (not ``LOADING``)."""
-
-    def command(*args: str) -> bytes:
-        parts = [f"*{len(args)}\r\n".encode()]
-        for arg in args:
-            raw = arg.encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-        return b"".join(parts)
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            if password:
-                sock.sendall(command("AUTH", password))
-                if not _recv_line(sock).startswith(b"+OK"):
-                    return False
-            sock.sendall(command("PING"))
-            return _recv_line(sock).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def postgres_ready(
-    host: str, port: int, user: str = "postgres", database: str = "postgres", timeout: float = 1.0
-) -> bool:
-    """True when a PostgreSQL server at ``host:port`` accepts a connection (protocol 3 handshake).
-
-    A server that asks for a password counts as ready; one that answers with an error (still
-    starting up, unknown database...) does not.
-    """
-    params = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in (("user", user), ("database", database)))
-    startup = struct.pack("!ii", 8 + len(params) + 1, 196608) + params + b"\0"
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(startup)
-            tag = _recv_exact(sock, 1)
-            if tag != b"R":
-                return False
-            sock.sendall(b"X" + struct.pack("!i", 4))  # Terminate
-            return True
-    except OSError:
-        return False
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _recv_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _version_key(path: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", path))
-
-
-def _expand_dirs(dirs: Iterable[str | os.PathLike[str]]) -> list[str]:
-    out: list[str] = []
-    for entry in dirs:
-        pattern = os.fspath(entry)
-        if glob.has_magic(pattern):
-            out.extend(sorted(glob.glob(pattern), key=_version_key, reverse=True))
-        else:
-            out.append(pattern)
-    return out
-
-
-def find_binary(*names: str, extra_dirs: Iterable[str | os.PathLike[str]] = DEFAULT_EXTRA_DIRS) -> str | None:
-    """The absolute path of the first of ``names`` found, or None.
-
-    Each name is looked up on ``PATH`` first, then in ``extra_dirs`` (globs such as
-    ``/usr/lib/postgresql/*/bin`` expand highest version first).
-
-    >>> find_binary("sh") is not None
-    True
-    >>> find_binary("surely-not-a-binary-xyz", extra_dirs=()) is None
-    True
-    """
-    dirs = _expand_dirs(extra_dirs)
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return os.path.abspath(found)
-        for directory in dirs:
-            candidate = os.path.join(directory, name)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
-    return None
-
-
-def require_binary(
-    *names: str, package: str | None = None, extra_dirs: Iterable[str | os.PathLike[str]] = DEFAULT_EXTRA_DIRS
-) -> str:
-    """Like :func:`find_binary`, but raise :class:`EngineNotInstalled` when none is found.
-
-    Inside a recipe ``package`` may be left out: :func:`start_engine` fills in the recipe's package.
-    """
-    found = find_binary(*names, extra_dirs=extra_dirs)
-    if found is None:
-        hint = f"install it with: apt-get install {package}" if package else None
-        raise EngineNotInstalled(f"none of {', '.join(names)} found on PATH or in the usual places", hint=hint)
-    return found
-
-
 # --------------------------------------------------------------------------- running as another user
 
 
@@ -257,46 +101,6 @@ def user_kwargs(user: str | None) -> dict[str, Any]:
         return {}
     groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
-
-
-def _can_traverse(path: Path, uid: int, groups: Sequence[int]) -> bool:
-    """True when ``uid`` (member of ``groups``) may search every directory from / down to ``path``."""
-    for directory in [path, *path.parents]:
-        st = directory.stat()
-        if st.st_uid == uid:
-            bit = stat.S_IXUSR
-        elif st.st_gid in groups:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not st.st_mode & bit:
-            return False
-    return True
-
-
-def private_dir(workdir: Path, name: str, user: str | None) -> tuple[Path, list[Path]]:
-    """A directory for ``user`` to own: ``workdir/name``, or a fresh one under the temp dir.
-
-    When we are root and ``user`` cannot reach ``workdir`` (pytest's base temp dir is 0700), the
-    directory is made with :func:`tempfile.mkdtemp` instead and a symlink ``workdir/name`` points to
-    it. Returns the directory and the paths to remove once the engine stopped.
-    """
-    kwargs = user_kwargs(user)
-    target = workdir / name
-    cleanup: list[Path] = []
-    if kwargs and not _can_traverse(workdir.resolve(), kwargs["user"], kwargs["extra_groups"]):
-        parent = Path(tempfile.mkdtemp(prefix=f"mlctl-{name}-"))
-        parent.chmod(0o755)
-        cleanup.append(parent)
-        if target.is_symlink():  # left over from an earlier run
-            target.unlink()
-        if not target.exists():
-            target.symlink_to(parent / name)
-        target = parent / name
-    target.mkdir(mode=0o700, exist_ok=True)
-    if kwargs:
-        os.chown(target, kwargs["user"], kwargs["group"])
-    return target, cleanup
 
 
 # --------------------------------------------------------------------------- one process

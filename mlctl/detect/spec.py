@@ -1,5 +1,8 @@
 """The ``detect:`` section of ``mlctl.yaml``: what to watch, how to score it, where alerts go.
 
+:mod:`mlctl.sections` registers :class:`DetectSpec` as the ``detect`` section; keep this module
+light (pydantic and mlctl.core only): it is imported whenever the configuration is loaded.
+
 .. code-block:: yaml
 
     detect:

@@ -1,8 +1,9 @@
 """The ``train:`` section of ``mlctl.yaml``: what to train on, which model, how to judge it.
 
 Validated with pydantic (``extra="forbid"``) as part of the whole configuration, so a mistake is
-reported with the file, line and key like every other config error. Importing this module is
-light: no scikit-learn, pandas or MLflow.
+reported with the file, line and key like every other config error. :mod:`mlctl.sections`
+registers :class:`TrainSpec` as the ``train`` section; importing this module is light (it is
+imported whenever the configuration is loaded): no scikit-learn, pandas or MLflow.
 
 .. code-block:: yaml
 

@@ -1,5 +1,8 @@
 """The ``logs:`` section of ``mlctl.yaml``: how lines are parsed, classified and routed.
 
+:mod:`mlctl.sections` registers :class:`LogsSpec` as the ``logs`` section; keep this module
+light (pydantic and mlctl.core only): it is imported whenever the configuration is loaded.
+
 .. code-block:: yaml
 
     logs:

@@ -1,12 +1,12 @@
 """Session fixtures: real engines on loopback ports, started once per test session.
 
-Each fixture yields a :class:`mlctl.core.services.Service` (``.url``, ``.host``, ``.port``, ``.pid``;
+Each fixture yields a :class:`mlctl.engines.Service` (``.url``, ``.host``, ``.port``, ``.pid``;
 ``.pid`` is None for an engine given by ``MLCTL_TEST_<NAME>_URL``) and stops what it started, by
 PID, at the end of the session. A missing engine FAILS the tests that need it (``make test``
 installs them); the message names the Debian package.
 
-Adding an engine: register a recipe with ``@engine(...)`` in ``mlctl.core.services`` (or in the
-issue's own module imported here), then::
+Adding an engine: register a recipe with ``@engine(...)`` in a module of ``mlctl.engines`` (imported by
+the package), then::
 
     @pytest.fixture(scope="session")
     def kafka(tmp_path_factory):
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from mlctl.core.errors import ServiceUnavailable
-from mlctl.core.services import Service, external_or_start
+from mlctl.engines import Service, external_or_start
 
 _HERE = Path(__file__).parent
 
@@ -95,7 +95,8 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:  # 
     import secrets
     import sys
 
-    from mlctl.core.services import LocalService, free_port, http_ready
+    from mlctl.core.probes import http_ready
+    from mlctl.engines import LocalService, free_port
     from tests.support.kube_apiserver import KubeAPI, write_kubeconfig
 
     workdir = tmp_path_factory.mktemp("kube-apiserver")
@@ -146,7 +147,7 @@ def create_database(postgres: Service, prefix: str) -> str:
     import urllib.parse
     import uuid
 
-    from mlctl.core.services import find_binary
+    from mlctl.engines import find_binary
 
     psql = shutil.which("psql") or find_binary("psql")
     if psql is None:
@@ -165,7 +166,7 @@ def mlflow_server(postgres: Service, tmp_path_factory: pytest.TempPathFactory) -
     """MLflow tracking server ``http://127.0.0.1:PORT``: one worker, job execution off, backend store in a
     fresh PostgreSQL database on the ``postgres`` engine (``postgresql+psycopg://``), artifacts proxied
     by the server into a temporary folder. ``info['backend_store_uri']`` names the database."""
-    from mlctl.core.services import engine, get_recipe, http_probe, mlflow_recipe
+    from mlctl.engines import engine, get_recipe, http_probe, mlflow_recipe
 
     backend = create_database(postgres, "mlflow").replace("postgresql://", "postgresql+psycopg://", 1)
     default = get_recipe("mlflow")
@@ -186,7 +187,7 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
     """A private dockerd: ``unix:///tmp/mlctl-dockerd-XXXX/docker.sock``, its own data-root, exec-root and
     pidfile, no bridge, no iptables (containers use the host network). ``MLCTL_TEST_DOCKER_URL`` names an
     engine that already runs instead. At the end its folders (images and containers) are removed."""
-    from mlctl.core.services import release_docker_dirs
+    from mlctl.engines import release_docker_dirs
 
     engine = _engine("docker", tmp_path_factory)
     svc = next(engine)
@@ -202,7 +203,7 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
 def docker_base_image(docker_engine: Service) -> str:
     """``local/python:3.11-bookworm`` in the engine, never pulled: imported from the tarball cached in
     ``~/.cache/mlctl/base-images/`` (made with debootstrap on the first session, about 40 s to 2 min)."""
-    from mlctl.core.services import BASE_IMAGE, ensure_base_image
+    from mlctl.lifecycle.deploy.docker_base_image import BASE_IMAGE, ensure_base_image
 
     started = time.monotonic()
     try:

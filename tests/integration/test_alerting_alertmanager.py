@@ -15,9 +15,9 @@ import pytest
 
 from mlctl.connectors.alerts import AlertmanagerSink, RecordingSink
 from mlctl.core.errors import ServiceUnavailable
-from mlctl.core.services import LocalService, Service, free_port, start_engine, wait_until
 from mlctl.core.state import StateStore
 from mlctl.detect.alerting import Alerter
+from mlctl.engines import LocalService, Service, free_port, start_engine, wait_until
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

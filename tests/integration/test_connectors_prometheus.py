@@ -13,7 +13,7 @@ import pytest
 
 from mlctl.connectors.prometheus import PrometheusClient, require_series
 from mlctl.core.errors import NotFound, ServiceUnavailable, UsageError, exit_code_for
-from mlctl.core.services import Service, free_port, wait_until
+from mlctl.engines import Service, free_port, wait_until
 
 JOB = "mlctl_it_push"
 METRIC = "mlctl_it_queue_depth"

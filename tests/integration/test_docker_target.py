@@ -20,7 +20,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from mlctl.core.errors import NotFound, OperationFailed
 from mlctl.core.proc import free_port
-from mlctl.core.services import Service
+from mlctl.engines import Service
 from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
 from mlctl.lifecycle.deploy.docker import (
     DockerTarget,

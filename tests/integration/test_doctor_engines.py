@@ -9,7 +9,7 @@ import pytest
 
 from mlctl.commands import main
 from mlctl.core.proc import free_port
-from mlctl.core.services import Service
+from mlctl.engines import Service
 
 
 def doctor_json(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mlctl.core.services import Service, find_binary, wait_until
+from mlctl.engines import Service, find_binary, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from mlctl.core.errors import (
     UsageError,
     exit_code_for,
 )
-from mlctl.core.services import free_port
+from mlctl.engines import free_port
 from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
 from mlctl.lifecycle.deploy.k8s import K8sTarget
 from tests.support.kube_apiserver import KubeAPI, write_kubeconfig

@@ -23,7 +23,7 @@ from mlctl.connectors.kafka import (
 )
 from mlctl.connectors.search import OpenSearchIndex, SqliteFtsIndex
 from mlctl.core.errors import ServiceUnavailable, exit_code_for
-from mlctl.core.services import Service, free_port
+from mlctl.engines import Service, free_port
 from mlctl.logs.record import LogRecord, make_doc_id
 from mlctl.logs.sinks import IndexSink, Router, Sink
 from mlctl.logs.stream import run_stream

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.support import k8s_openapi as openapi
 from tests.support.kube_apiserver import (
     KubeAPI,
     json_merge_patch,
@@ -86,22 +87,52 @@ def _ready(apps: Any, ns: str, name: str, replicas: int) -> Any:
 
 
 def test_strategic_merge_patch_merges_lists_by_their_keys() -> None:
-    original = {"containers": [{"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}]}, {"name": "b"}]}
+    pod_spec = openapi.definition("io.k8s.api.core.v1.PodSpec")
+    original = {
+        "containers": [
+            {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}], "ports": [{"containerPort": 80}]},
+            {"name": "b"},
+        ]
+    }
     patch = {
         "containers": [
             {"name": "a", "image": "a:2", "env": [{"name": "Y", "value": "2"}, {"name": "X", "$patch": "delete"}]},
             {"name": "c", "image": "c:1"},
         ]
     }
-    merged = strategic_merge_patch(original, patch)
+    merged = strategic_merge_patch(original, patch, pod_spec)
     assert [c["name"] for c in merged["containers"]] == ["a", "b", "c"]
-    assert merged["containers"][0] == {"name": "a", "image": "a:2", "env": [{"name": "Y", "value": "2"}]}
-    replaced = strategic_merge_patch(original, {"containers": [{"$patch": "replace"}, {"name": "z", "image": "z"}]})
+    assert merged["containers"][0] == {
+        "name": "a",
+        "image": "a:2",
+        "env": [{"name": "Y", "value": "2"}],
+        "ports": [{"containerPort": 80}],
+    }
+    replaced = strategic_merge_patch(
+        original, {"containers": [{"$patch": "replace"}, {"name": "z", "image": "z"}]}, pod_spec
+    )
     assert replaced == {"containers": [{"name": "z", "image": "z"}]}
-    ordered = strategic_merge_patch(original, {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]})
+    ordered = strategic_merge_patch(original, {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}, pod_spec)
     assert [c["name"] for c in ordered["containers"]] == ["b", "a"]
-    ports = strategic_merge_patch({"ports": [{"port": 80}]}, {"ports": [{"port": 81}]})
+    container_ports = strategic_merge_patch(
+        original, {"containers": [{"name": "a", "ports": [{"containerPort": 81}]}]}, pod_spec
+    )
+    assert container_ports["containers"][0]["ports"] == [{"containerPort": 80}, {"containerPort": 81}]
+    service_spec = openapi.definition("io.k8s.api.core.v1.ServiceSpec")
+    ports = strategic_merge_patch({"ports": [{"port": 80}]}, {"ports": [{"port": 81}]}, service_spec)
     assert ports == {"ports": [{"port": 80}, {"port": 81}]}
+
+
+def test_strategic_merge_patch_replaces_lists_the_api_types_do_not_merge() -> None:
+    pod_spec = openapi.definition("io.k8s.api.core.v1.PodSpec")
+    original = {"tolerations": [{"key": "a"}], "containers": [{"name": "a", "args": ["x"]}]}
+    patch = {"tolerations": [{"key": "b"}], "containers": [{"name": "a", "args": ["y"]}]}
+    merged = strategic_merge_patch(original, patch, pod_spec)
+    assert merged == {"tolerations": [{"key": "b"}], "containers": [{"name": "a", "args": ["y"]}]}
+    meta = openapi.definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+    finalizers = strategic_merge_patch({"finalizers": ["a", "b"]}, {"finalizers": ["b", "c"]}, meta)
+    assert finalizers == {"finalizers": ["a", "b", "c"]}  # a list of scalars with strategy merge: a set
+    assert strategic_merge_patch(original, patch) == patch  # an unknown type: every list replaced
 
 
 def test_merge_and_json_patches() -> None:

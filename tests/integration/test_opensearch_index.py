@@ -10,7 +10,7 @@ import pytest
 
 from mlctl.connectors.search import OpenSearchIndex, doc_time
 from mlctl.core.errors import OperationFailed, ServiceUnavailable
-from mlctl.core.services import Service, free_port, start_engine
+from mlctl.engines import Service, free_port, start_engine
 from mlctl.logs.record import LogRecord
 from mlctl.logs.sinks import IndexSink, Router, record_doc
 from mlctl.logs.stream import run_stream

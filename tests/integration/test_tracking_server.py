@@ -15,7 +15,7 @@ import pytest
 
 from mlctl.commands import main
 from mlctl.core.config import load_config
-from mlctl.core.services import Service, find_binary
+from mlctl.engines import Service, find_binary
 from mlctl.lifecycle import registry, serialize
 from tests.commands.test_train_cmd import make_project
 

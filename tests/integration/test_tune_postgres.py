@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlctl.core.services import Service
+from mlctl.engines import Service
 from mlctl.lifecycle.tracking import sqlalchemy_url
 from tests.commands.test_train_cmd import make_project, mlflow_db_template  # noqa: F401 - fixture
 from tests.integration.conftest import create_database

@@ -13,9 +13,10 @@ real server does for what mlctl uses:
   ``metadata.namespace``, ``status.phase``; ``limit``/``continue``), replace (PUT, with the
   ``resourceVersion`` precondition: 422 when missing, 409 Conflict when stale), delete (a
   ``Status`` for most kinds, the object for pods, services and namespaces, as the real API
-  answers), and patch with
-  ``application/strategic-merge-patch+json`` (lists of containers, env, volumes... merged by their
-  Kubernetes merge keys; ``$patch``, ``$setElementOrder``, ``$deleteFromPrimitiveList``,
+  answers), and patch with ``application/strategic-merge-patch+json`` (each list merged or
+  replaced as the ``x-kubernetes-patch-strategy`` and ``x-kubernetes-patch-merge-key`` of the
+  Kubernetes OpenAPI document say, read by :mod:`tests.support.k8s_openapi` from the schemas
+  kubernetes-validate ships; ``$patch``, ``$setElementOrder``, ``$deleteFromPrimitiveList``,
   ``$retainKeys`` directives), ``application/merge-patch+json`` (RFC 7386) and
   ``application/json-patch+json`` (RFC 6902: add, remove, replace, move, copy, test); ``dryRun=All``;
 * bookkeeping: ``metadata.uid``, ``resourceVersion`` (one counter, bumped on every write),
@@ -79,12 +80,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support import k8s_openapi as openapi
+
 JSON = dict[str, Any]
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
-SERVER_VERSION = {
-    "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0-mlctl-test",
+SERVER_VERSION = {  # the Kubernetes version whose OpenAPI schemas say how patches merge
+    "major": openapi.KUBERNETES_VERSION.split(".")[0],
+    "minor": openapi.KUBERNETES_VERSION.split(".")[1],
+    "gitVersion": f"v{openapi.KUBERNETES_VERSION}.0-mlctl-test",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2024-12-11T00:00:00Z",
@@ -148,20 +151,32 @@ class Kind:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
+    def schema(self) -> openapi.Type:
+        """The kind's type in the OpenAPI document: how strategic merge patches merge its lists."""
+        return openapi.for_kind(self.api_version, self.kind)
+
+    @property
     def qualified(self) -> str:
         """``deployments.apps``, ``services``: as the API names a resource in its messages."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
+    def details(self, name: str | None = None, **extra: Any) -> JSON:
+        """A Status body's ``details`` about this kind (and one object of it)."""
+        out: JSON = {"name": name} if name is not None else {}
+        out.update(kind=self.plural, **extra, **({"group": self.group} if self.group else {}))
+        return out
+
     def not_found(self, name: str) -> ApiError:
-        details = (
-            {"name": name, "group": self.group, "kind": self.plural}
-            if self.group
-            else {
-                "name": name,
-                "kind": self.plural,
-            }
+        return ApiError(404, "NotFound", f'{self.qualified} "{name}" not found', self.details(name))
+
+    def conflict(self, name: str) -> ApiError:
+        return ApiError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {self.qualified} "{name}": the object has been modified; '
+            "please apply your changes to the latest version and try again",
+            self.details(name),
         )
-        return ApiError(404, "NotFound", f'{self.qualified} "{name}" not found', details)
 
     def invalid(self, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
         """422 Invalid; causes are ``(field, reason, message)``."""
@@ -185,38 +200,23 @@ PODS = Kind("", "v1", "pods", "Pod")
 DEPLOYMENTS = Kind("apps", "v1", "deployments", "Deployment", generation=True)
 REPLICASETS = Kind("apps", "v1", "replicasets", "ReplicaSet", generation=True)
 HPAS = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", generation=True)
+SCALE = Kind("autoscaling", "v1", "scale", "Scale")  # the deployments/scale subresource's body
 KINDS: dict[tuple[str, str], Kind] = {
     (k.api_version, k.plural): k for k in (NAMESPACES, SERVICES, CONFIGMAPS, PODS, DEPLOYMENTS, REPLICASETS, HPAS)
 }
 
 # --------------------------------------------------------------------------- patches
 
-#: Strategic-merge keys of the lists mlctl's objects hold (from the Kubernetes Go types' patchMergeKey).
-_MERGE_KEYS = {
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "volumeDevices": "devicePath",
-    "imagePullSecrets": "name",
-    "hostAliases": "ip",
-    "ownerReferences": "uid",
-    "conditions": "type",
-    "topologySpreadConstraints": "topologyKey",
-    "resourceClaims": "name",
-}
-#: Lists of scalars merged as sets.
-_MERGE_PRIMITIVES = {"finalizers"}
 _DELETE = object()
 
 
-def _merge_key(path: tuple[str, ...], field: str) -> str | None:
-    if field == "ports":
-        in_container = any(p in ("containers", "initContainers", "ephemeralContainers") for p in path)
-        return "containerPort" if in_container else "port"
-    return _MERGE_KEYS.get(field)
+def _field(schema: openapi.Type | None, name: str) -> openapi.Field | None:
+    return schema.field(name) if schema is not None else None
+
+
+def _merge_key(field: openapi.Field | None) -> str | None:
+    """The key a list merges by; None for a list replaced whole or merged as a set of scalars."""
+    return field.merge_key if field is not None and field.merges else None
 
 
 def _strip_directives(value: Any) -> Any:
@@ -227,8 +227,12 @@ def _strip_directives(value: Any) -> Any:
     return value
 
 
-def strategic_merge_patch(original: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
-    """Apply a strategic merge patch: maps merge, keyed lists merge by key, other lists are replaced."""
+def strategic_merge_patch(original: Any, patch: Any, schema: openapi.Type | None = None) -> Any:
+    """Apply a strategic merge patch to an object of type ``schema`` (None: merge maps, replace lists).
+
+    Maps merge; a list the API types mark ``merge`` merges by its ``x-kubernetes-patch-merge-key``
+    (a list of scalars without one merges as a set); other lists are replaced.
+    """
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     directive = patch.get("$patch")
@@ -245,14 +249,15 @@ def strategic_merge_patch(original: Any, patch: Any, path: tuple[str, ...] = ())
         if value is None:
             result.pop(key, None)
             continue
-        merge_key = _merge_key(path, key) if isinstance(value, list) else None
-        if merge_key is not None:
-            result[key] = _merge_list(result.get(key) or [], value, merge_key, (*path, key))
-        elif isinstance(value, list) and key in _MERGE_PRIMITIVES:
+        field = _field(schema, key)
+        of, merge_key = (field.type, _merge_key(field)) if field is not None else (None, None)
+        if isinstance(value, list) and merge_key is not None:
+            result[key] = _merge_list(result.get(key) or [], value, merge_key, of, key)
+        elif isinstance(value, list) and field is not None and field.merges:
             current = list(result.get(key) or [])
             result[key] = current + [v for v in value if v not in current]
         elif isinstance(value, dict):
-            merged = strategic_merge_patch(result.get(key), value, (*path, key))
+            merged = strategic_merge_patch(result.get(key), value, of)
             if merged is _DELETE:
                 result.pop(key, None)
             else:
@@ -260,45 +265,41 @@ def strategic_merge_patch(original: Any, patch: Any, path: tuple[str, ...] = ())
         else:
             result[key] = copy.deepcopy(value)
     for key, value in patch.items():
-        if key.startswith("$deleteFromPrimitiveList/"):
-            field = key.split("/", 1)[1]
-            if isinstance(result.get(field), list):
-                result[field] = [v for v in result[field] if v not in value]
-    for key, order in patch.items():
-        if key.startswith("$setElementOrder/"):
-            field = key.split("/", 1)[1]
-            if isinstance(result.get(field), list):
-                result[field] = _reorder(result[field], order, _merge_key(path, field))
+        directive, _, field_name = key.partition("/")
+        if directive == "$deleteFromPrimitiveList" and isinstance(result.get(field_name), list):
+            result[field_name] = [v for v in result[field_name] if v not in value]
+        elif directive == "$setElementOrder" and isinstance(result.get(field_name), list):
+            result[field_name] = _reorder(result[field_name], value, _merge_key(_field(schema, field_name)))
     if "$retainKeys" in patch:
         keep = set(patch["$retainKeys"])
         result = {k: v for k, v in result.items() if k in keep}
     return result
 
 
-def _merge_list(original: list[Any], patch: list[Any], key: str, path: tuple[str, ...]) -> list[Any]:
+def _merge_list(original: list[Any], patch: list[Any], key: str, schema: openapi.Type | None, where: str) -> list[Any]:
     if any(isinstance(e, dict) and e.get("$patch") == "replace" for e in patch):
         return [_strip_directives(e) for e in patch if not (isinstance(e, dict) and "$patch" in e)]
     out = copy.deepcopy(original)
     for element in patch:
         if not isinstance(element, dict):
-            raise _bad_request(f"{'.'.join(path)}: elements must be objects with the key {key!r}")
+            raise _bad_request(f"{where}: elements must be objects with the key {key!r}")
         if key not in element:
-            raise _bad_request(f"{'.'.join(path)}: map in list has no merge key {key!r}")
+            raise _bad_request(f"{where}: map in list has no merge key {key!r}")
         index = next((i for i, e in enumerate(out) if isinstance(e, dict) and e.get(key) == element[key]), None)
         if element.get("$patch") == "delete":
             if index is not None:
                 out.pop(index)
             continue
         if index is None:
-            out.append(_strip_directives(strategic_merge_patch({}, element, path)))
+            out.append(_strip_directives(strategic_merge_patch({}, element, schema)))
         else:
-            out[index] = strategic_merge_patch(out[index], element, path)
+            out[index] = strategic_merge_patch(out[index], element, schema)
     return out
 
 
 def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
     def ident(item: Any) -> Any:
-        return item.get(key) if key and isinstance(item, dict) else json.dumps(item, sort_keys=True)
+        return item.get(key) if key and isinstance(item, dict) else _canonical(item)
 
     wanted = [ident(o) for o in order]
     ranked = sorted(
@@ -498,7 +499,27 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
 _PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
-Causes = list[tuple[str, str, str]]
+
+class Causes(list[tuple[str, str, str]]):
+    """The causes of a 422 Invalid, ``(field, reason, message)``, worded as the real API words them."""
+
+    def invalid(self, field: str, message: str) -> None:
+        self.append((field, "FieldValueInvalid", f"Invalid value: {message}"))
+
+    def required(self, field: str) -> None:
+        self.append((field, "FieldValueRequired", "Required value"))
+
+    def unsupported(self, field: str, value: Any, supported: str | None = None) -> None:
+        message = f'Unsupported value: "{value}"' + (f": supported values: {supported}" if supported else "")
+        self.append((field, "FieldValueNotSupported", message))
+
+
+def _port_number(value: Any) -> bool:
+    return isinstance(value, int) and 0 < value < 65536
+
+
+def _port_name(value: Any) -> bool:
+    return bool(_PORT_NAME.match(str(value))) and len(str(value)) <= 15
 
 
 def _check_name(name: str, kind: Kind, causes: Causes) -> None:
@@ -508,36 +529,28 @@ def _check_name(name: str, kind: Kind, causes: Causes) -> None:
     elif kind is NAMESPACES:
         pattern, limit, what = _DNS1123_LABEL, 63, "a lowercase RFC 1123 label"
     if len(name) > limit or not pattern.match(name):
-        causes.append(("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": must be {what}'))
+        causes.invalid("metadata.name", f'"{name}": must be {what}')
 
 
 def _check_labels(labels: Any, field: str, causes: Causes) -> None:
     if labels is None:
         return
     if not isinstance(labels, dict):
-        causes.append((field, "FieldValueInvalid", "Invalid value: must be a map of strings"))
+        causes.invalid(field, "must be a map of strings")
         return
     for key, value in labels.items():
         name = key.rsplit("/", 1)[-1]
         prefix = key.rsplit("/", 1)[0] if "/" in key else ""
         if len(name) > 63 or not _LABEL_NAME.match(name) or (prefix and not _DNS1123_SUBDOMAIN.match(prefix)):
-            causes.append((field, "FieldValueInvalid", f'Invalid value: "{key}": name part must be a valid label key'))
+            causes.invalid(field, f'"{key}": name part must be a valid label key')
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            causes.append(
-                (
-                    f"{field}",
-                    "FieldValueInvalid",
-                    f'Invalid value: "{value}": a valid label must be an '
-                    "empty string or consist of alphanumeric characters, '-', '_' or '.'",
-                )
-            )
+            detail = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'"
+            causes.invalid(field, f'"{value}": {detail}')
 
 
 def _check_quantity(value: Any, field: str, causes: Causes) -> None:
     if not isinstance(value, (str, int, float)) or not _QUANTITY.match(str(value)):
-        causes.append(
-            (field, "FieldValueInvalid", f'Invalid value: "{value}": must match the regular expression of a quantity')
-        )
+        causes.invalid(field, f'"{value}": must match the regular expression of a quantity')
 
 
 def _image_pull_policy(image: str) -> str:
@@ -581,50 +594,35 @@ def _default_pod_spec(spec: JSON) -> None:
 
 def _validate_pod_spec(spec: Any, field: str, causes: Causes) -> None:
     if not isinstance(spec, dict):
-        causes.append((field, "FieldValueRequired", "Required value"))
+        causes.required(field)
         return
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
-        causes.append((f"{field}.containers", "FieldValueRequired", "Required value"))
+        causes.required(f"{field}.containers")
         return
     seen: set[str] = set()
     for i, container in enumerate(containers):
         where = f"{field}.containers[{i}]"
         if not isinstance(container, dict):
-            causes.append((where, "FieldValueInvalid", "Invalid value: must be an object"))
+            causes.invalid(where, "must be an object")
             continue
         name = container.get("name")
         if not name:
-            causes.append((f"{where}.name", "FieldValueRequired", "Required value"))
+            causes.required(f"{where}.name")
         elif not isinstance(name, str) or not _DNS1123_LABEL.match(name):
-            causes.append((f"{where}.name", "FieldValueInvalid", f'Invalid value: "{name}": must be a DNS label'))
+            causes.invalid(f"{where}.name", f'"{name}": must be a DNS label')
         elif name in seen:
             causes.append((f"{where}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"'))
         else:
             seen.add(name)
         if not container.get("image"):
-            causes.append((f"{where}.image", "FieldValueRequired", "Required value"))
-        port_names: set[str] = set()
+            causes.required(f"{where}.image")
         for j, port in enumerate(container.get("ports") or []):
-            number = port.get("containerPort")
-            if not isinstance(number, int) or not 0 < number < 65536:
-                causes.append(
-                    (
-                        f"{where}.ports[{j}].containerPort",
-                        "FieldValueInvalid",
-                        f"Invalid value: {number}: must be between 1 and 65535, inclusive",
-                    )
-                )
-            if "name" in port:
-                if not _PORT_NAME.match(str(port["name"])) or len(str(port["name"])) > 15:
-                    causes.append(
-                        (
-                            f"{where}.ports[{j}].name",
-                            "FieldValueInvalid",
-                            f'Invalid value: "{port["name"]}": must be an IANA_SVC_NAME',
-                        )
-                    )
-                port_names.add(str(port["name"]))
+            if not _port_number(port.get("containerPort")):
+                message = f"{port.get('containerPort')}: must be between 1 and 65535, inclusive"
+                causes.invalid(f"{where}.ports[{j}].containerPort", message)
+            if "name" in port and not _port_name(port["name"]):
+                causes.invalid(f"{where}.ports[{j}].name", f'"{port["name"]}": must be an IANA_SVC_NAME')
         for kind in ("requests", "limits"):
             for res, value in ((container.get("resources") or {}).get(kind) or {}).items():
                 _check_quantity(value, f"{where}.resources.{kind}[{res}]", causes)
@@ -632,26 +630,19 @@ def _validate_pod_spec(spec: Any, field: str, causes: Causes) -> None:
             handler = (container.get(probe) or {}).get("httpGet")
             if handler is not None:
                 port = handler.get("port")
-                ok = (isinstance(port, int) and 0 < port < 65536) or (
-                    isinstance(port, str) and bool(_PORT_NAME.match(port)) and len(port) <= 15
-                )
-                if not ok:
-                    causes.append(
-                        (
-                            f"{where}.{probe}.httpGet.port",
-                            "FieldValueInvalid",
-                            f"Invalid value: {port!r}: must be a port number or an IANA_SVC_NAME",
-                        )
+                if not (_port_number(port) or (isinstance(port, str) and _port_name(port))):
+                    causes.invalid(
+                        f"{where}.{probe}.httpGet.port", f"{port!r}: must be a port number or an IANA_SVC_NAME"
                     )
         for j, env in enumerate(container.get("env") or []):
             if not env.get("name"):
-                causes.append((f"{where}.env[{j}].name", "FieldValueRequired", "Required value"))
+                causes.required(f"{where}.env[{j}].name")
 
 
 def _defaults_and_validation(kind: Kind, obj: JSON, old: JSON | None) -> None:
     """Fill in the API defaults, then raise 422 for what the real API rejects."""
     meta = obj["metadata"]
-    causes: Causes = []
+    causes = Causes()
     _check_name(meta["name"], kind, causes)
     _check_labels(meta.get("labels"), "metadata.labels", causes)
     spec = obj.get("spec")
@@ -671,69 +662,35 @@ def _defaults_and_validation(kind: Kind, obj: JSON, old: JSON | None) -> None:
                 _int_or_percent(rolling["maxSurge"], 100, True) == 0
                 and _int_or_percent(rolling["maxUnavailable"], 100, False) == 0
             ):
-                causes.append(
-                    (
-                        "spec.strategy.rollingUpdate.maxUnavailable",
-                        "FieldValueInvalid",
-                        "Invalid value: 0: may not be 0 when `maxSurge` is 0",
-                    )
-                )
+                causes.invalid("spec.strategy.rollingUpdate.maxUnavailable", "0: may not be 0 when `maxSurge` is 0")
         elif strategy["type"] != "Recreate":
-            causes.append(
-                (
-                    "spec.strategy.type",
-                    "FieldValueNotSupported",
-                    f'Unsupported value: "{strategy["type"]}": supported values: "Recreate", "RollingUpdate"',
-                )
-            )
+            causes.unsupported("spec.strategy.type", strategy["type"], '"Recreate", "RollingUpdate"')
         elif "rollingUpdate" in strategy:
-            causes.append(
-                (
-                    "spec.strategy.rollingUpdate",
-                    "FieldValueForbidden",
-                    "Forbidden: may not be specified when strategy `type` is 'Recreate'",
-                )
-            )
+            message = "Forbidden: may not be specified when strategy `type` is 'Recreate'"
+            causes.append(("spec.strategy.rollingUpdate", "FieldValueForbidden", message))
         if not isinstance(spec.get("replicas"), int) or spec["replicas"] < 0:
-            causes.append(("spec.replicas", "FieldValueInvalid", "Invalid value: must be greater than or equal to 0"))
+            causes.invalid("spec.replicas", "must be greater than or equal to 0")
         selector = spec.get("selector")
         template = spec.get("template") if isinstance(spec.get("template"), dict) else None
         if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
-            causes.append(("spec.selector", "FieldValueRequired", "Required value"))
+            causes.required("spec.selector")
         elif template is not None:
             labels = (template.get("metadata") or {}).get("labels") or {}
             if not selector_matches(selector, labels):
-                causes.append(
-                    (
-                        "spec.template.metadata.labels",
-                        "FieldValueInvalid",
-                        f"Invalid value: {json.dumps(labels)}: `selector` does not match template `labels`",
-                    )
-                )
+                message = f"{json.dumps(labels)}: `selector` does not match template `labels`"
+                causes.invalid("spec.template.metadata.labels", message)
         if template is None:
-            causes.append(("spec.template", "FieldValueRequired", "Required value"))
+            causes.required("spec.template")
         else:
             _check_labels((template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels", causes)
             pod_spec = template.get("spec")
             if isinstance(pod_spec, dict):
                 _default_pod_spec(pod_spec)
                 if pod_spec.get("restartPolicy") != "Always":
-                    causes.append(
-                        (
-                            "spec.template.spec.restartPolicy",
-                            "FieldValueNotSupported",
-                            f'Unsupported value: "{pod_spec.get("restartPolicy")}": supported values: "Always"',
-                        )
-                    )
+                    causes.unsupported("spec.template.spec.restartPolicy", pod_spec.get("restartPolicy"), '"Always"')
             _validate_pod_spec(pod_spec, "spec.template.spec", causes)
         if old is not None and old["spec"].get("selector") != spec.get("selector"):
-            causes.append(
-                (
-                    "spec.selector",
-                    "FieldValueInvalid",
-                    f"Invalid value: {json.dumps(spec.get('selector'))}: field is immutable",
-                )
-            )
+            causes.invalid("spec.selector", f"{json.dumps(spec.get('selector'))}: field is immutable")
     elif kind is SERVICES:
         if not isinstance(spec, dict):
             spec = obj["spec"] = {}
@@ -741,33 +698,21 @@ def _defaults_and_validation(kind: Kind, obj: JSON, old: JSON | None) -> None:
         spec.setdefault("sessionAffinity", "None")
         spec.setdefault("internalTrafficPolicy", "Cluster")
         if spec["type"] not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
-            causes.append(("spec.type", "FieldValueNotSupported", f'Unsupported value: "{spec["type"]}"'))
+            causes.unsupported("spec.type", spec["type"])
         ports = spec.get("ports") or []
         if not ports and spec["type"] != "ExternalName":
-            causes.append(("spec.ports", "FieldValueRequired", "Required value"))
+            causes.required("spec.ports")
         for i, port in enumerate(ports):
-            if not isinstance(port.get("port"), int) or not 0 < port["port"] < 65536:
-                causes.append(
-                    (
-                        f"spec.ports[{i}].port",
-                        "FieldValueInvalid",
-                        f"Invalid value: {port.get('port')}: must be between 1 and 65535, inclusive",
-                    )
-                )
+            if not _port_number(port.get("port")):
+                causes.invalid(f"spec.ports[{i}].port", f"{port.get('port')}: must be between 1 and 65535, inclusive")
             port.setdefault("protocol", "TCP")
             port.setdefault("targetPort", port.get("port"))
             if len(ports) > 1 and not port.get("name"):
-                causes.append((f"spec.ports[{i}].name", "FieldValueRequired", "Required value"))
+                causes.required(f"spec.ports[{i}].name")
         if spec["type"] != "ExternalName":
             if old is not None and old.get("spec", {}).get("clusterIP"):
                 if spec.get("clusterIP") not in (None, "", old["spec"]["clusterIP"]):
-                    causes.append(
-                        (
-                            "spec.clusterIP",
-                            "FieldValueInvalid",
-                            f'Invalid value: "{spec["clusterIP"]}": field is immutable',
-                        )
-                    )
+                    causes.invalid("spec.clusterIP", f'"{spec["clusterIP"]}": field is immutable')
                 spec["clusterIP"] = old["spec"]["clusterIP"]
             spec.setdefault("ipFamilies", ["IPv4"])
             spec.setdefault("ipFamilyPolicy", "SingleStack")
@@ -776,28 +721,20 @@ def _defaults_and_validation(kind: Kind, obj: JSON, old: JSON | None) -> None:
         if not isinstance(spec, dict):
             raise kind.invalid(meta["name"], [("spec", "FieldValueRequired", "Required value")])
         ref = spec.get("scaleTargetRef") or {}
-        if not ref.get("kind"):
-            causes.append(("spec.scaleTargetRef.kind", "FieldValueRequired", "Required value"))
-        if not ref.get("name"):
-            causes.append(("spec.scaleTargetRef.name", "FieldValueRequired", "Required value"))
+        for key in ("kind", "name"):
+            if not ref.get(key):
+                causes.required(f"spec.scaleTargetRef.{key}")
         spec.setdefault("minReplicas", 1)
         low, high = spec.get("minReplicas"), spec.get("maxReplicas")
         if not isinstance(high, int) or high < 1:
-            causes.append(("spec.maxReplicas", "FieldValueInvalid", "Invalid value: must be greater than 0"))
+            causes.invalid("spec.maxReplicas", "must be greater than 0")
         elif not isinstance(low, int) or low < 1 or low > high:
-            causes.append(
-                (
-                    "spec.minReplicas",
-                    "FieldValueInvalid",
-                    "Invalid value: must be greater than 0 and at most maxReplicas",
-                )
-            )
+            causes.invalid("spec.minReplicas", "must be greater than 0 and at most maxReplicas")
         for i, metric in enumerate(spec.get("metrics") or []):
             if metric.get("type") not in ("Resource", "Pods", "Object", "External", "ContainerResource"):
                 causes.append((f"spec.metrics[{i}].type", "FieldValueRequired", "Required value: must specify a type"))
         obj.setdefault("status", {"currentReplicas": 0, "desiredReplicas": 0})
     elif kind is PODS:
-        _check_labels(meta.get("labels"), "metadata.labels", causes)
         if isinstance(spec, dict):
             _default_pod_spec(spec)
         _validate_pod_spec(spec, "spec", causes)
@@ -805,7 +742,7 @@ def _defaults_and_validation(kind: Kind, obj: JSON, old: JSON | None) -> None:
     elif kind is CONFIGMAPS:
         for key, value in (obj.get("data") or {}).items():
             if not isinstance(value, str):
-                causes.append((f"data[{key}]", "FieldValueInvalid", "Invalid value: must be a string"))
+                causes.invalid(f"data[{key}]", "must be a string")
     elif kind is NAMESPACES:
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj.setdefault("status", {"phase": "Active"})
@@ -992,8 +929,8 @@ class Cluster:
                     )
             self._namespace_exists(kind, namespace)
             if (meta.get("namespace", ""), meta["name"]) in self._table(kind):
-                details = {"name": meta["name"], "kind": kind.plural, **({"group": kind.group} if kind.group else {})}
-                raise ApiError(409, "AlreadyExists", f'{kind.qualified} "{meta["name"]}" already exists', details)
+                message = f'{kind.qualified} "{meta["name"]}" already exists'
+                raise ApiError(409, "AlreadyExists", message, kind.details(meta["name"]))
             for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "deletionTimestamp"):
                 meta.pop(key, None)
             _defaults_and_validation(kind, obj, None)
@@ -1026,14 +963,7 @@ class Cluster:
             raise _bad_request("the namespace of the provided object does not match the namespace sent on the request")
         rv = meta.get("resourceVersion")
         if rv and rv != old_meta["resourceVersion"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on {kind.qualified} "{old_meta["name"]}": '
-                "the object has been modified; please apply your changes to the latest version and try "
-                "again",
-                {"name": old_meta["name"], "kind": kind.plural, **({"group": kind.group} if kind.group else {})},
-            )
+            raise kind.conflict(old_meta["name"])
         for key in ("name", "namespace", "uid", "creationTimestamp", "generation", "resourceVersion"):
             if key in old_meta:
                 meta[key] = old_meta[key]
@@ -1049,13 +979,11 @@ class Cluster:
             _defaults_and_validation(kind, new, old)
             if kind is SERVICES and new["spec"].get("clusterIP"):
                 new["spec"]["clusterIPs"] = [new["spec"]["clusterIP"]]
-            if kind.generation and json.dumps(new.get("spec"), sort_keys=True) != json.dumps(
-                old.get("spec"), sort_keys=True
-            ):
+            if kind.generation and _canonical(new.get("spec")) != _canonical(old.get("spec")):
                 meta["generation"] = int(old_meta.get("generation", 1)) + 1
         new.pop("kind", None)
         new.pop("apiVersion", None)
-        if json.dumps(new, sort_keys=True) == json.dumps(old, sort_keys=True):
+        if _canonical(new) == _canonical(old):
             return self._out(kind, old)  # a no-op write keeps the resourceVersion, as the real API does
         if dry_run:
             return self._out(kind, new)
@@ -1093,7 +1021,7 @@ class Cluster:
         with self.lock:
             old = self._find(kind, namespace, name)
             current = self._out(kind, old)
-            new = _apply_patch(current, body, content_type)
+            new = _apply_patch(current, body, content_type, kind.schema)
             if not isinstance(new, dict):
                 raise _bad_request("the patch did not produce an object")
             return self._update(kind, old, new, dry_run, subresource)
@@ -1122,12 +1050,7 @@ class Cluster:
                 if kind is NAMESPACES:
                     out["status"] = {"phase": "Terminating"}
                 return out
-            details = {
-                "name": name,
-                "kind": kind.plural,
-                "uid": meta["uid"],
-                **({"group": kind.group} if kind.group else {}),
-            }
+            details = kind.details(name, uid=meta["uid"])
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     def _orphan(self, owner_uid: str) -> None:
@@ -1163,36 +1086,13 @@ class Cluster:
                 new = body
                 rv = (body.get("metadata") or {}).get("resourceVersion")
                 if rv and rv != current["metadata"]["resourceVersion"]:
-                    raise ApiError(
-                        409,
-                        "Conflict",
-                        f'Operation cannot be fulfilled on deployments.apps "{name}": the '
-                        "object has been modified; please apply your changes to the latest version and try "
-                        "again",
-                        {"name": name, "group": "apps", "kind": "deployments"},
-                    )
+                    raise DEPLOYMENTS.conflict(name)
             else:
-                new = _apply_patch(current, body, content_type)
+                new = _apply_patch(current, body, content_type, SCALE.schema)
             replicas = (new.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
-                    f"{replicas}: must be greater than or equal to 0",
-                    {
-                        "name": name,
-                        "group": "autoscaling",
-                        "kind": "Scale",
-                        "causes": [
-                            {
-                                "reason": "FieldValueInvalid",
-                                "field": "spec.replicas",
-                                "message": "Invalid value: must be greater than or equal to 0",
-                            }
-                        ],
-                    },
-                )
+                message = f"Invalid value: {replicas}: must be greater than or equal to 0"
+                raise SCALE.invalid(name, [("spec.replicas", "FieldValueInvalid", message)])
             dep = self._find(DEPLOYMENTS, namespace, name)
             patched = copy.deepcopy(dep)
             patched["spec"]["replicas"] = replicas
@@ -1440,15 +1340,7 @@ class Cluster:
                 "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()}],
                 "hostIP": "10.0.0.1",
                 "containerStatuses": [
-                    {
-                        "name": c["name"],
-                        "image": c["image"],
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "started": False,
-                        "state": {"waiting": {"reason": "ContainerCreating"}},
-                    }
+                    _container_status(c["name"], c["image"], {"waiting": {"reason": "ContainerCreating"}})
                     for c in spec.get("containers") or []
                 ],
             },
@@ -1466,49 +1358,32 @@ class Cluster:
         if now < self._ready_at.get(pod["metadata"]["uid"], 0.0):
             return
         status = pod["status"]
-        old = json.dumps(status, sort_keys=True)
-        images = [c["image"] for c in pod["spec"]["containers"]]
+        old = _canonical(status)
         started = status.get("startTime") or _now()
 
         def matches(patterns: tuple[str, ...], image: str) -> bool:
             return any(fnmatch.fnmatchcase(image, p) for p in patterns)
 
         statuses = []
-        for container, image in zip(pod["spec"]["containers"], images, strict=True):
-            previous = next((s for s in status.get("containerStatuses") or [] if s["name"] == container["name"]), {})
+        for container in pod["spec"]["containers"]:
+            name, image = container["name"], container["image"]
+            previous = next((s for s in status.get("containerStatuses") or [] if s["name"] == name), {})
             if matches(self.settings.unpullable_images, image):
-                reason = (
-                    "ImagePullBackOff"
-                    if previous.get("state", {}).get("waiting", {}).get("reason")
-                    in ("ErrImagePull", "ImagePullBackOff")
-                    else "ErrImagePull"
+                pulling = previous.get("state", {}).get("waiting", {}).get("reason") in (
+                    "ErrImagePull",
+                    "ImagePullBackOff",
                 )
-                statuses.append(
-                    {
-                        "name": container["name"],
-                        "image": image,
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "started": False,
-                        "state": {"waiting": {"reason": reason, "message": f'Back-off pulling image "{image}"'}},
-                    }
-                )
+                reason = "ImagePullBackOff" if pulling else "ErrImagePull"
+                state = {"waiting": {"reason": reason, "message": f'Back-off pulling image "{image}"'}}
+                statuses.append(_container_status(name, image, state))
                 continue
             running = previous.get("state", {}).get("running") or {"startedAt": started}
+            ids = {
+                "imageID": f"docker-pullable://{image}@sha256:" + hashlib.sha256(image.encode()).hexdigest(),
+                "containerID": "containerd://" + hashlib.sha256(pod["metadata"]["uid"].encode()).hexdigest(),
+            }
             ready = not matches(self.settings.unready_images, image)
-            statuses.append(
-                {
-                    "name": container["name"],
-                    "image": image,
-                    "imageID": f"docker-pullable://{image}@sha256:" + hashlib.sha256(image.encode()).hexdigest(),
-                    "containerID": "containerd://" + hashlib.sha256(pod["metadata"]["uid"].encode()).hexdigest(),
-                    "ready": ready,
-                    "restartCount": 0,
-                    "started": True,
-                    "state": {"running": running},
-                }
-            )
+            statuses.append(_container_status(name, image, {"running": running}, ready=ready, **ids))
         all_running = all("running" in s["state"] for s in statuses)
         all_ready = all(s["ready"] for s in statuses)
         transition = (
@@ -1538,7 +1413,7 @@ class Cluster:
             }
         )
         status["podIPs"] = [{"ip": status["podIP"]}]
-        if json.dumps(status, sort_keys=True) != old:
+        if _canonical(status) != old:
             self._store(PODS, pod)
 
     def _deployment_status(self, dep: JSON, now: float) -> None:
@@ -1604,7 +1479,7 @@ class Cluster:
             progressing = condition("Progressing", True, "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
         conditions.append(progressing)
         status["conditions"] = conditions
-        if json.dumps(dep.get("status"), sort_keys=True) != json.dumps(status, sort_keys=True):
+        if _canonical(dep.get("status")) != _canonical(status):
             dep["status"] = status
             self._store(DEPLOYMENTS, dep)
 
@@ -1659,52 +1534,31 @@ class Cluster:
             if method == "GET":
                 if q.get("watch") in ("true", "1"):
                     raise _bad_request("watch is not supported by the Kubernetes API test server")
-                return (
-                    200,
-                    self.list(
-                        kind,
-                        namespace if kind.namespaced else None,
-                        q.get("labelSelector", ""),
-                        q.get("fieldSelector", ""),
-                        int(q.get("limit") or 0),
-                        q.get("continue", ""),
-                    ),
-                    "application/json",
-                )
+                scope, limit = (namespace if kind.namespaced else None), int(q.get("limit") or 0)
+                selectors = q.get("labelSelector", ""), q.get("fieldSelector", "")
+                return _ok(self.list(kind, scope, *selectors, limit, q.get("continue", "")))
             if method == "POST" and (namespace is not None or not kind.namespaced):
                 return 201, self.create(kind, ns, _json_body(body), dry_run), "application/json"
             raise _method_not_allowed(method)
-        if sub == "":
+        if sub == "" or (sub == "status" and kind in (DEPLOYMENTS, REPLICASETS, HPAS, PODS, SERVICES)):
             if method == "GET":
-                return 200, self.get(kind, ns, name), "application/json"
+                return _ok(self.get(kind, ns, name))
             if method == "PUT":
-                return 200, self.replace(kind, ns, name, _json_body(body), dry_run), "application/json"
+                return _ok(self.replace(kind, ns, name, _json_body(body), dry_run, sub))
             if method == "PATCH":
-                return 200, self.patch(kind, ns, name, _patch_body(body, ctype), ctype, dry_run), "application/json"
-            if method == "DELETE":
+                return _ok(self.patch(kind, ns, name, _patch_body(body, ctype), ctype, dry_run, sub))
+            if method == "DELETE" and sub == "":
                 options = json.loads(body) if body.strip() else {}
                 policy = q.get("propagationPolicy") or (options or {}).get("propagationPolicy")
-                return 200, self.delete(kind, ns, name, policy, dry_run), "application/json"
+                return _ok(self.delete(kind, ns, name, policy, dry_run))
             raise _method_not_allowed(method)
         if kind is DEPLOYMENTS and sub == "scale":
             if method == "GET":
-                return 200, self.get_scale(ns, name), "application/json"
+                return _ok(self.get_scale(ns, name))
             if method == "PUT":
-                return 200, self.set_scale(ns, name, _json_body(body), None, dry_run), "application/json"
+                return _ok(self.set_scale(ns, name, _json_body(body), None, dry_run))
             if method == "PATCH":
-                return 200, self.set_scale(ns, name, _patch_body(body, ctype), ctype, dry_run), "application/json"
-            raise _method_not_allowed(method)
-        if sub == "status" and kind in (DEPLOYMENTS, REPLICASETS, HPAS, PODS, SERVICES):
-            if method == "GET":
-                return 200, self.get(kind, ns, name), "application/json"
-            if method == "PUT":
-                return 200, self.replace(kind, ns, name, _json_body(body), dry_run, "status"), "application/json"
-            if method == "PATCH":
-                return (
-                    200,
-                    self.patch(kind, ns, name, _patch_body(body, ctype), ctype, dry_run, "status"),
-                    "application/json",
-                )
+                return _ok(self.set_scale(ns, name, _patch_body(body, ctype), ctype, dry_run))
             raise _method_not_allowed(method)
         if kind is PODS and sub == "log" and method == "GET":
             tail = int(q["tailLines"]) if q.get("tailLines") else None
@@ -1723,7 +1577,7 @@ class Cluster:
                     "Forbidden",
                     f'{kind.qualified} is forbidden: User "system:serviceaccount:default:mlctl" cannot {verb} '
                     f'resource "{resource}"{group}{where}',
-                    {"kind": kind.plural, **({"group": kind.group} if kind.group else {})},
+                    kind.details(),
                 )
 
 
@@ -1731,7 +1585,7 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def _template_hash(template: JSON) -> str:
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    digest = hashlib.sha256(_canonical(template).encode()).digest()
     return "".join(_SAFE[b % len(_SAFE)] for b in digest[:10])
 
 
@@ -1744,6 +1598,25 @@ def _owner_ref(kind: Kind, owner: JSON) -> JSON:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def _container_status(name: str, image: str, state: JSON, ready: bool = False, **ids: str) -> JSON:
+    """One entry of a pod's ``containerStatuses``: ``started`` while it runs."""
+    return {
+        "name": name,
+        "image": image,
+        "imageID": "",
+        **ids,
+        "ready": ready,
+        "restartCount": 0,
+        "started": "running" in state,
+        "state": state,
+    }
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as sorted JSON: to tell whether two documents differ."""
+    return json.dumps(value, sort_keys=True)
 
 
 def _pod_ready(pod: JSON) -> bool:
@@ -1768,6 +1641,10 @@ def _verb(method: str, name: str | None, query: dict[str, list[str]]) -> str:
     if method == "GET":
         return "get" if name else ("watch" if query.get("watch") else "list")
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+
+
+def _ok(body: JSON) -> tuple[int, JSON, str]:
+    return 200, body, "application/json"
 
 
 def _method_not_allowed(method: str) -> ApiError:
@@ -1801,14 +1678,14 @@ def _patch_body(body: bytes, content_type: str) -> Any:
     return _json_body(body)
 
 
-def _apply_patch(current: JSON, patch: Any, content_type: str) -> Any:
+def _apply_patch(current: JSON, patch: Any, content_type: str, schema: openapi.Type) -> Any:
     if content_type == "application/json-patch+json":
         return json_patch(current, patch)
     if content_type == "application/merge-patch+json":
         return json_merge_patch(current, patch)
     if not isinstance(patch, dict):
         raise _bad_request("a strategic merge patch must be a JSON object")
-    return strategic_merge_patch(current, patch)
+    return strategic_merge_patch(current, patch, schema)
 
 
 # --------------------------------------------------------------------------- HTTP

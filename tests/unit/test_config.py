@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlctl.core import config as cfg
 from mlctl.core.errors import ConfigError, NotAProject, OperationFailed
@@ -64,7 +66,7 @@ def test_explicit_config_env(isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_unknown_env_vars_are_ignored(isolated_env: Path) -> None:
     loaded = cfg.load_config(env={"MLCTL_NOT_A_KEY": "1", "MLCTL_CONFIG": "", "OTHER": "x"}, warn=None)
-    assert loaded.config == cfg.MlctlConfig()
+    assert loaded.config == cfg.config_model()()
 
 
 def test_unknown_env_vars_warn_with_a_suggestion(isolated_env: Path) -> None:
@@ -86,7 +88,7 @@ def test_non_config_env_vars_are_neither_settings_nor_warned(isolated_env: Path)
     env = {"MLCTL_CONFIG": "", "MLCTL_CACHE_DIR": "/tmp/c", "MLCTL_BENCH_DATA": "/data",
            "MLCTL_TEST_REDIS_URL": "redis://x", "MLCTL_TEST_REAL_KUBECONFIG": "k"}
     seen: list[str] = []
-    assert cfg.load_config(env=env, warn=seen.append).config == cfg.MlctlConfig()
+    assert cfg.load_config(env=env, warn=seen.append).config == cfg.config_model()()
     assert seen == []
     assert all(cfg.is_non_config_env(v) for v in env)
     assert cfg.env_key("MLCTL_CACHE_DIR", cfg.known_keys()) is None
@@ -181,7 +183,7 @@ def test_bad_env_value_names_the_variable(isolated_env: Path, monkeypatch: pytes
 def test_empty_and_unreadable_files(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(project)
     (project / "mlctl.yaml").write_text("", encoding="utf-8")
-    assert cfg.load_config().config == cfg.MlctlConfig()
+    assert cfg.load_config().config == cfg.config_model()()
     (project / "mlctl.yaml").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match="not UTF-8"):
         cfg.load_config()
@@ -354,3 +356,111 @@ def test_project_file_to_edit_does_not_validate(project: Path, monkeypatch: pyte
         cfg.project_file_to_edit()
     with pytest.raises(NotAProject, match="file not found"):
         cfg.project_file_to_edit(project / "nope.yaml")
+
+
+# -- the section registry ------------------------------------------------------------------------
+
+
+class _Demo(BaseModel):
+    """``demo:`` a section registered by a test."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    rate: int = Field(1, ge=1, description="demo rate")
+    mode: str = Field("a", description="demo mode")
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of the section registry, restored (with its cached model) after the test."""
+    cfg.config_model()  # compose first: the composition root is imported once
+    monkeypatch.setattr(cfg, "_registry", dict(cfg._registry))
+    monkeypatch.setattr(cfg, "_model", cfg._model)
+
+
+def test_capability_sections_come_from_the_composition_root() -> None:
+    import mlctl.sections
+
+    assert cfg.COMPOSITION_ROOT == mlctl.sections.__name__ == "mlctl.sections"
+    model = cfg.config_model()
+    assert model is cfg.config_model()  # cached
+    assert issubclass(model, cfg.CoreConfig) and model.__name__ == "MlctlConfig"
+    assert list(model.model_fields) == ["project", "tracking", "deploy", "services", "train", "detect", "logs"]
+    assert [s.name for s in cfg.registered_sections()] == ["train", "detect", "logs"]
+    assert model.model_fields["train"].description == "``train:`` the training job of this project."
+    assert mlctl.sections.MlctlConfig is model  # the whole model's public name, where it is named
+    assert f"{model.__module__}.{model.__qualname__}" == "mlctl.sections.MlctlConfig"
+    loaded = cfg.load_config(warn=None).config
+    assert pickle.loads(pickle.dumps(loaded)) == loaded == model()
+    assert not hasattr(cfg, "MlctlConfig")  # core names only its own part, CoreConfig
+    with pytest.raises(AttributeError):
+        mlctl.sections.NoSuchName  # noqa: B018
+
+
+def test_the_typed_view_of_the_sections_matches_the_registry() -> None:
+    """mlctl.sections declares the composed model's fields for type checkers: keep both in step."""
+    import ast
+
+    import mlctl.sections
+
+    tree = ast.parse(Path(mlctl.sections.__file__).read_text(encoding="utf-8"))
+    stub = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "MlctlConfig")
+    typed = {n.target.id: ast.unparse(n.annotation) for n in stub.body
+             if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}  # fmt: skip
+    assert typed == {s.name: s.model.__name__ for s in cfg.registered_sections()}
+
+
+def test_a_registered_section_is_loaded_validated_and_settable(
+        registry: None, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = cfg.config_model()
+    cfg.register_section("demo", _Demo)
+    model = cfg.config_model()
+    assert model is not before and list(model.model_fields)[-1] == "demo"
+    assert model.model_fields["demo"].description == "``demo:`` a section registered by a test."
+    assert {"demo.rate", "demo.mode"} <= set(cfg.known_keys())
+    assert cfg.key_description("demo.rate") == "demo rate"
+    assert cfg.key_hint("demo.rat") == "did you mean 'demo.rate'?"
+
+    monkeypatch.chdir(project)
+    loaded = cfg.load_config(env={"MLCTL_DEMO_RATE": "3"}, warn=None)
+    assert loaded.config.demo.rate == 3 and loaded.origins["demo.rate"] == "env: MLCTL_DEMO_RATE"
+    assert loaded.config.demo.mode == "a" and loaded.origins["demo.mode"] == "default"
+    assert cfg.env_var_hint("MLCTL_DEMO_RAT") == "did you mean MLCTL_DEMO_RATE?"
+
+    path = project / "mlctl.yaml"
+    assert cfg.set_value(path, "demo.rate", "5", warn=None) == 5
+    assert cfg.load_config(env={}, warn=None).config.demo.rate == 5
+    with pytest.raises(ConfigError, match=r"demo.rate: Input should be greater than or equal to 1"):
+        cfg.set_value(path, "demo.rate", "0", warn=None)
+    path.write_text("demo:\n  rat: 2\n")
+    with pytest.raises(ConfigError, match=r"mlctl.yaml:2: demo.rat: unknown key") as info:
+        cfg.load_config(env={}, warn=None)
+    assert info.value.hint == "did you mean 'rate'?"
+
+
+def test_register_section_is_idempotent_and_refuses_clashes(registry: None) -> None:
+    cfg.register_section("demo", _Demo)
+    model = cfg.config_model()
+    cfg.register_section("demo", _Demo)  # the same model again: nothing changes
+    assert cfg.config_model() is model
+
+    class Other(BaseModel):
+        x: int = 1
+
+    class NoDefault(BaseModel):
+        x: int
+
+    with pytest.raises(ValueError, match=r"'demo' is already registered with .*_Demo"):
+        cfg.register_section("demo", Other)
+    for name in ("deploy", "services", "model_config", "copy"):
+        with pytest.raises(ValueError, match="reserved"):
+            cfg.register_section(name, Other)
+    for name in ("Bad", "two words", "_private", ""):
+        with pytest.raises(ValueError, match="lowercase identifier"):
+            cfg.register_section(name, Other)
+    with pytest.raises(ValueError, match="needs defaults for every field"):
+        cfg.register_section("nodefault", NoDefault)
+    with pytest.raises(TypeError, match="not a pydantic model"):
+        cfg.register_section("plain", dict)  # type: ignore[arg-type]
+    assert [s.name for s in cfg.registered_sections()][-1] == "demo"
+    assert cfg.config_model() is model

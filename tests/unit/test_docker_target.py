@@ -201,7 +201,9 @@ def test_get_target_builds_a_docker_target_from_services_docker(project: Path,
 
 
 def test_engine_probe_and_base_image_helpers_without_an_engine(tmp_path: Path) -> None:
-    from mlctl.core.services import docker_ready, ensure_base_image, get_recipe, registered_engines
+    from mlctl.core.probes import docker_ready
+    from mlctl.engines import get_recipe, registered_engines
+    from mlctl.lifecycle.deploy.docker_base_image import ensure_base_image
 
     assert "docker" in registered_engines()
     assert get_recipe("docker").env_var == "MLCTL_TEST_DOCKER_URL"
@@ -213,7 +215,7 @@ def test_engine_probe_and_base_image_helpers_without_an_engine(tmp_path: Path) -
 def test_docker_recipe_uses_private_dirs_and_no_default_socket(tmp_path: Path) -> None:
     import shutil
 
-    from mlctl.core.services import EngineNotInstalled, get_recipe
+    from mlctl.engines import EngineNotInstalled, get_recipe
 
     try:
         spec = get_recipe("docker").build(tmp_path, 0)

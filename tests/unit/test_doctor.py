@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlctl.core import doctor
-from mlctl.core.config import MlctlConfig
+from mlctl.sections import MlctlConfig
 
 
 def tcp_server(reply: Callable[[bytes], bytes]) -> Iterator[int]:

@@ -13,7 +13,7 @@ import pytest
 
 from mlctl.connectors.search import OpenSearchIndex, SqliteFtsIndex, doc_time, make_index
 from mlctl.core.errors import ConfigError, OperationFailed, ServiceUnavailable, UsageError
-from mlctl.core.services import free_port
+from mlctl.core.proc import free_port
 from mlctl.logs.record import LogRecord
 from mlctl.logs.sinks import (
     IndexSink,

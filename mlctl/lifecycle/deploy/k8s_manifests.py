@@ -64,6 +64,7 @@ _HPA_KEYS = {"min_replicas", "max_replicas", "cpu_utilization", "memory_utilizat
 __all__ = [
     "ANNOTATION_LAST_APPLIED",
     "CONTAINER_NAME",
+    "MERGE_KEYS",
     "default_image",
     "label_value",
     "render_deployment",
@@ -349,21 +350,29 @@ def render_manifests(
 
 # --------------------------------------------------------------------------- patches
 
-#: patchMergeKey of the lists in the objects above (from the Kubernetes API types).
-_MERGE_KEYS = {
-    "containers": "name",
-    "initContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "imagePullSecrets": "name",
+_POD = "spec.template.spec"
+#: How mlctl's patches merge the lists of the objects it applies. By kind, each list's path from
+#: the object's root (``[]`` steps into a list's elements) -> its merge key and patch strategy, as
+#: the Kubernetes API types declare them (``patchMergeKey``, ``patchStrategy``). A list not named
+#: here is sent whole and replaces what the server holds. tests/unit/test_k8s_merge_keys.py checks
+#: every entry against the Kubernetes OpenAPI document, and that every keyed list of these kinds
+#: is either here or one mlctl never sends.
+MERGE_KEYS: dict[str, dict[str, tuple[str, str]]] = {
+    "Deployment": {
+        f"{_POD}.containers": ("name", "merge"),
+        f"{_POD}.containers[].env": ("name", "merge"),
+        f"{_POD}.containers[].ports": ("containerPort", "merge"),
+        f"{_POD}.containers[].volumeMounts": ("mountPath", "merge"),
+        f"{_POD}.initContainers": ("name", "merge"),
+        f"{_POD}.initContainers[].env": ("name", "merge"),
+        f"{_POD}.initContainers[].ports": ("containerPort", "merge"),
+        f"{_POD}.initContainers[].volumeMounts": ("mountPath", "merge"),
+        f"{_POD}.volumes": ("name", "merge,retainKeys"),
+        f"{_POD}.imagePullSecrets": ("name", "merge"),
+    },
+    "Service": {"spec.ports": ("port", "merge")},
+    "HorizontalPodAutoscaler": {},
 }
-
-
-def _merge_key(path: tuple[str, ...], field: str) -> str | None:
-    if field == "ports":
-        return "containerPort" if "containers" in path or "initContainers" in path else "port"
-    return _MERGE_KEYS.get(field)
 
 
 def with_last_applied(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -387,28 +396,37 @@ def last_applied(obj_annotations: dict[str, str] | None) -> dict[str, Any] | Non
     return value if isinstance(value, dict) else None
 
 
-def strategic_patch(last: dict[str, Any] | None, desired: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+def strategic_patch(last: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
     """A strategic merge patch taking an object from what was ``last`` applied to ``desired``.
 
-    Everything in ``desired`` is set; lists of containers, env, ports, volumes... merge by their
-    key, so entries someone else added (a sidecar injected by a mesh) stay, while entries that were
-    in ``last`` and are gone from ``desired`` are deleted (``$patch: delete``), and map keys that
-    were in ``last`` and are gone become ``null``. With ``last=None`` nothing is deleted.
+    Everything in ``desired`` is set; the lists :data:`MERGE_KEYS` names for its ``kind``
+    (containers, env, ports, volumes...) merge by their key, so entries someone else added (a
+    sidecar injected by a mesh) stay, while entries that were in ``last`` and are gone from
+    ``desired`` are deleted (``$patch: delete``), and map keys that were in ``last`` and are gone
+    become ``null``. Other lists are sent whole. With ``last=None`` nothing is deleted.
 
-    >>> strategic_patch({"env": [{"name": "A", "value": "1"}], "x": 1}, {"env": [{"name": "B", "value": "2"}]})
-    {'env': [{'name': 'B', 'value': '2'}, {'name': 'A', '$patch': 'delete'}], 'x': None}
+    >>> last = {"kind": "Service", "spec": {"ports": [{"port": 80}], "type": "NodePort"}}
+    >>> strategic_patch(last, {"kind": "Service", "spec": {"ports": [{"port": 81}]}})
+    {'kind': 'Service', 'spec': {'ports': [{'port': 81}, {'port': 80, '$patch': 'delete'}], 'type': None}}
     """
+    return _patch(last, desired, MERGE_KEYS.get(str(desired.get("kind")), {}), "")
+
+
+def _patch(
+    last: dict[str, Any] | None, desired: dict[str, Any], keys: dict[str, tuple[str, str]], path: str
+) -> dict[str, Any]:
     patch: dict[str, Any] = {}
     last = last or {}
     for key, value in desired.items():
         previous = last.get(key)
-        merge_key = _merge_key(path, key) if isinstance(value, list) else None
+        where = f"{path}.{key}" if path else key
+        merge_key = keys[where][0] if isinstance(value, list) and where in keys else None
         if isinstance(value, dict):
-            patch[key] = strategic_patch(previous if isinstance(previous, dict) else None, value, (*path, key))
+            patch[key] = _patch(previous if isinstance(previous, dict) else None, value, keys, where)
         elif merge_key is not None and all(isinstance(e, dict) and merge_key in e for e in value):
             before = {e[merge_key]: e for e in (previous if isinstance(previous, list) else []) if isinstance(e, dict)}
             wanted = {e[merge_key] for e in value}
-            items = [strategic_patch(before.get(e[merge_key]), e, (*path, key)) for e in value]
+            items = [_patch(before.get(e[merge_key]), e, keys, f"{where}[]") for e in value]
             items += [{merge_key: k, "$patch": "delete"} for k in before if k not in wanted]
             patch[key] = items
         else:
