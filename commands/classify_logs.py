@@ -11,6 +11,8 @@ from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, l
 from mlctl.core.output import OutputFormat, message, render, render_stream, ui
 
 if TYPE_CHECKING:
+    from mlctl.core.config import LoadedConfig
+    from mlctl.logs.pipeline import LogPipeline
     from mlctl.logs.record import LogRecord
 
 app = typer.Typer(
@@ -32,14 +34,36 @@ FormatOpt = Annotated[
     ),
 ]
 RulesOpt = Annotated[str | None, typer.Option("--rules", metavar="FILE", help="YAML rules (default: logs.rules).")]
-NoSaveOpt = Annotated[bool, typer.Option("--no-save-templates", help="Do not update the project's template model.")]
+NoSaveOpt = Annotated[bool, typer.Option("--no-save-templates", help="Do not update the template model.")]
+TemplatesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--templates",
+        metavar="FILE",
+        help="Template model to load and update (default: logs.templates in a project; outside a project "
+        "none is kept).",
+    ),
+]
+#: the columns of ``classify -o csv``, written as a header even when there is no line
+CLASSIFY_COLUMNS = ["LineId", "class", "confidence", "severity", "rule", "EventId", "EventTemplate", "raw"]
 
 
-def _pipeline(log_format: str | None, rules: str | None = None, use_model: bool = True) -> tuple[object, object]:
+def _pipeline(
+    log_format: str | None, rules: str | None = None, use_model: bool = True, templates: Path | None = None
+) -> tuple[LogPipeline, LoadedConfig]:
     from mlctl.logs.pipeline import LogPipeline
 
     loaded = load()
-    return LogPipeline(loaded, log_format=log_format, rules=rules, use_model=use_model), loaded
+    pipeline = LogPipeline(loaded, log_format=log_format, rules=rules, use_model=use_model, templates=templates)
+    return pipeline, loaded
+
+
+def _say_where_written(loaded: LoadedConfig, sink: str | None = None) -> None:
+    """Outside a project, tell on stderr where lines went (the default sinks are relative paths)."""
+    from mlctl.logs.pipeline import sink_urls
+
+    if loaded.project_file is None:
+        message(f"not in a project: lines written to {', '.join(sink_urls(loaded, sink_override=sink).values())}")
 
 
 @app.command("parse")
@@ -50,6 +74,7 @@ def parse(
         str | None, typer.Option("--drift", metavar="INTERVAL", help="Also report new templates per interval.")
     ] = None,
     no_save_templates: NoSaveOpt = False,
+    templates: TemplatesOpt = None,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -59,14 +84,15 @@ def parse(
     Writes one row per input line (-o csv or jsonl): LineId, the header fields, EventId,
     EventTemplate (variables as <*>) and ParameterList. Lines that do not match the format
     are kept with EventId unparsed. The table shows the templates found. The project's
-    template model is updated unless --no-save-templates.
+    template model (or --templates FILE) is updated unless --no-save-templates; outside a
+    project nothing is written without --templates.
 
     Example: mlctl classify-logs parse app.log -f '<Date> <Time> <Level> <Component>: <Content>' -o csv
     """
-    from mlctl.logs.parse import rows_for_csv
+    from mlctl.logs.parse import csv_header, rows_for_csv
     from mlctl.logs.pipeline import read_records
 
-    pipeline, _ = _pipeline(log_format, use_model=False)
+    pipeline, _ = _pipeline(log_format, use_model=False, templates=templates)
     records = pipeline.process(list(read_records(input)), classify_lines=False)
     if not no_save_templates:
         pipeline.save_templates()
@@ -75,7 +101,7 @@ def parse(
     if unparsed:
         message(f"warning: {unparsed} of {len(records)} line(s) did not match the log format (EventId unparsed)")
     if ui.format in (OutputFormat.csv, OutputFormat.jsonl):
-        render(rows, columns=list(rows[0]) if rows else None)
+        render(rows, columns=csv_header(pipeline.header_fields))
     elif ui.format in (OutputFormat.json, OutputFormat.yaml):
         render({"lines": len(records), "unparsed": unparsed, "templates": _templates(records), "rows": rows})
     else:
@@ -131,8 +157,10 @@ def train(
     """
     from mlctl.logs.training import train_classifier
 
+    loaded = load()
+    loaded.require_project()  # the model, its run and its registration belong to a project
     result = train_classifier(
-        load(),
+        loaded,
         data,
         label_column=label_column,
         normal_label=normal_label,
@@ -165,6 +193,7 @@ def classify(
     no_model: Annotated[bool, typer.Option("--no-model", help="Weak labels and rules only.")] = False,
     alerts_only: Annotated[bool, typer.Option("--alerts-only", help="Only print lines not classed normal.")] = False,
     no_save_templates: NoSaveOpt = False,
+    templates: TemplatesOpt = None,
     dry_run: DryRunOpt = False,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
@@ -181,7 +210,7 @@ def classify(
     from mlctl.logs.classify import class_counts, is_alert
     from mlctl.logs.pipeline import build_router, read_records
 
-    pipeline, loaded = _pipeline(log_format, rules, use_model=not no_model)
+    pipeline, loaded = _pipeline(log_format, rules, use_model=not no_model, templates=templates)
     records = pipeline.process(list(read_records(input)))
     if not no_save_templates and not dry_run:
         pipeline.save_templates()
@@ -195,13 +224,16 @@ def classify(
                 router.write(records)
             finally:
                 router.close()
+            _say_where_written(loaded)
         render(
             {"lines": len(records), "classes": counts, "sinks": written, "dry_run": dry_run},
             title="would route" if dry_run else "routed",
         )
         return
     rows = [_row(r) for r in records if not alerts_only or is_alert(r.cls)]
-    if ui.format in (OutputFormat.csv, OutputFormat.jsonl):
+    if ui.format is OutputFormat.csv:
+        render(rows, columns=CLASSIFY_COLUMNS)
+    elif ui.format is OutputFormat.jsonl:
         render_stream(rows)
     elif ui.format in (OutputFormat.json, OutputFormat.yaml):
         render({"lines": len(records), "classes": counts, "records": rows})
@@ -305,6 +337,7 @@ def stream(
     group: Annotated[str | None, typer.Option("--group", help="Kafka consumer group (default: logs.group).")] = None,
     log_format: FormatOpt = None,
     rules: RulesOpt = None,
+    templates: TemplatesOpt = None,
     follow: Annotated[bool, typer.Option("--follow", help="Keep reading a file as it grows (tail -f).")] = False,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Lines per batch.")] = None,
     sink: Annotated[
@@ -332,7 +365,7 @@ def stream(
     from mlctl.logs.pipeline import build_router
     from mlctl.logs.stream import run_stream
 
-    pipeline, loaded = _pipeline(log_format, rules)
+    pipeline, loaded = _pipeline(log_format, rules, templates=templates)
     spec = loaded.config.logs
     src = source or spec.source
     if not src:
@@ -359,6 +392,7 @@ def stream(
     finally:
         router.close()
         pipeline.save_templates()
+    _say_where_written(loaded, sink)
     render(report, title="stream")
     if getattr(report, "stopped_by", None) == "SIGINT":
         raise typer.Exit(130)

@@ -4,7 +4,15 @@ A format string follows the Loghub convention: ``<Field>`` placeholders, the res
 any run of spaces matches any run of whitespace, e.g. ``'<Date> <Time> <Level> <Component>: <Content>'``.
 The literal parts are regular-expression text, as in Loghub's ``formats.json``: ``\\[`` is a
 literal bracket and ``(\\[<PID>\\])?`` an optional part, so a literal ``[ ( . * + ?`` must be
-escaped with a backslash. Placeholders are names (letters, digits, ``_``); ``<Content>`` is required.
+escaped with a backslash. Placeholders are names (ASCII letters, digits, ``_``, not starting
+with a digit); ``<Content>`` is required, and ``<1abc>`` or ``<my-field>`` is refused.
+
+Matching takes time linear in the line (:mod:`mlctl.logs._format_regex`): a header field ends
+at the first place where what follows it in the format can match, so ``<Date> <Time>`` fields
+hold no whitespace and ``<Component>: <Content>`` runs up to the first ``:`` followed by a
+space (a field followed by whitespace and literal text, ``<Program> - <Content>``, may hold
+words). A line longer than :data:`MAX_LINE_CHARS` is matched on its head and, for formats that
+end with ``<Content>``, the rest is added to its content.
 
 Presets (:data:`PRESETS`) cover common formats: ``syslog``, ``apache-error``, ``access`` (nginx
 and Apache combined/common access logs; the request line is the content), ``jsonl`` (the message
@@ -34,10 +42,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlctl.core.errors import NotFound, UsageError
+from mlctl.logs._format_regex import CONTENT, FormatSyntaxError, compile_format
 
-CONTENT = "Content"
 MESSAGE_KEYS = ("message", "msg", "log", "MESSAGE", "Message")
-_PLACEHOLDER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+#: A longer line is matched on its first MAX_LINE_CHARS characters; the rest goes to its content
+#: (for formats that end with ``<Content>``), so the work per line is bounded and nothing is lost.
+MAX_LINE_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,35 +59,33 @@ class LogFormat:
     kind: str = "regex"
     regex: re.Pattern[str] | None = field(default=None, compare=False)
     name: str | None = None  # the preset name, if any
+    content_last: bool = field(default=False, compare=False)  # the format ends with <Content>
 
     @classmethod
     def compile(cls, format_string: str, *, name: str | None = None) -> LogFormat:
         """Compile a Loghub-style format string (see the module docstring)."""
         if not isinstance(format_string, str) or not format_string.strip():
             raise UsageError("empty log format", hint="e.g. --log-format '<Date> <Time> <Level> <Content>'")
-        parts = _PLACEHOLDER.split(format_string)
-        pattern, fields = "", []
-        for i, part in enumerate(parts):
-            if i % 2:  # a placeholder name
-                if part in fields:
-                    raise UsageError(f"log format names <{part}> twice", hint="each placeholder must be unique")
-                fields.append(part)
-                pattern += f"(?P<{part}>.*)" if part == CONTENT else f"(?P<{part}>.*?)"
-            else:
-                pattern += re.sub(r" +", r"\\s+", part)
+        hint = r"literal parts are regular expressions: escape [ ] ( ) . * + ? < as \[ \] \( \) ..."
+        try:
+            compiled = compile_format(format_string)
+        except FormatSyntaxError as exc:
+            raise UsageError(f"log format {format_string!r} is not valid: {exc}", hint=exc.hint or hint) from exc
+        fields = compiled.fields
+        for part in fields:
+            if fields.count(part) > 1:
+                raise UsageError(f"log format names <{part}> twice", hint="each placeholder must be unique")
         if CONTENT not in fields:
             raise UsageError(
                 f"log format {format_string!r} has no <Content> placeholder",
                 hint="the message templates are mined from must be marked <Content>",
             )
         try:
-            regex = re.compile(f"^{pattern}$", re.DOTALL)
+            regex = re.compile(f"^{compiled.pattern}$", re.DOTALL)
         except re.error as exc:
-            raise UsageError(
-                f"log format {format_string!r} is not valid: {exc}",
-                hint=r"literal parts are regular expressions: escape [ ] ( ) . * + ? as \[ \] \( \) ...",
-            ) from exc
-        return cls(format_string, tuple(f for f in fields if f != CONTENT), "regex", regex, name)
+            raise UsageError(f"log format {format_string!r} is not valid: {exc}", hint=hint) from exc
+        header = tuple(f for f in fields if f != CONTENT)
+        return cls(format_string, header, "regex", regex, name, compiled.content_last)
 
     @classmethod
     def resolve(cls, spec: str | LogFormat | None) -> LogFormat:
@@ -86,6 +94,8 @@ class LogFormat:
             return spec
         if spec is None:
             return PRESETS["raw"]
+        if not spec.strip():
+            raise UsageError("empty log format", hint="give a preset name or a format such as '<Level> <Content>'")
         if spec in PRESETS:
             return PRESETS[spec]
         if "<" not in spec:
@@ -105,18 +115,21 @@ class LogFormat:
         if self.kind == "k8s":
             return PRESETS["cri"].split(text)
         assert self.regex is not None
+        tail = ""
+        if len(text) > MAX_LINE_CHARS and self.content_last:  # bounded work: the rest is content
+            text, tail = text[:MAX_LINE_CHARS], text[MAX_LINE_CHARS:]
         m = self.regex.match(text)
         if m is None:
             return None
         groups = m.groupdict()
         headers = {f: (groups[f] or "").strip() for f in self.fields}
-        return headers, groups[CONTENT].strip()
+        return headers, ((groups[CONTENT] or "") + tail).strip()
 
 
 def _split_json(text: str) -> tuple[dict[str, str], str] | None:
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays or objects nested thousands deep
         return None
     if not isinstance(doc, dict):
         return None

@@ -43,16 +43,27 @@ def resolve_sink_url(url: str, root: Path) -> str:
     return url
 
 
+def project_path(loaded: LoadedConfig, relative: str | Path) -> Path | None:
+    """``relative`` under the project root; ``None`` outside a project (nothing is kept there)."""
+    return loaded.root / relative if loaded.project_file is not None else None
+
+
+def sink_urls(loaded: LoadedConfig, *, sink_override: str | None = None) -> dict[str, str]:
+    """The sinks a router writes to, by name, with relative paths resolved against the root."""
+    if sink_override is not None:
+        return {"out": resolve_sink_url(sink_override, loaded.root)}
+    return {name: resolve_sink_url(url, loaded.root) for name, url in loaded.config.logs.sinks.items()}
+
+
 def build_router(loaded: LoadedConfig, *, sink_override: str | None = None) -> Any:
     """The router of ``logs.sinks`` / ``logs.routes`` (or everything to ``sink_override``)."""
     from mlctl.logs.sinks import Router, make_sink
 
-    root = loaded.root
+    urls = sink_urls(loaded, sink_override=sink_override)
     if sink_override is not None:
-        return Router.single(make_sink(resolve_sink_url(sink_override, root), name="out"))
-    spec = loaded.config.logs
-    sinks = {name: make_sink(resolve_sink_url(url, root), name=name) for name, url in spec.sinks.items()}
-    return Router(sinks, [(r.class_set(), r.sinks) for r in spec.routes])
+        return Router.single(make_sink(urls["out"], name="out"))
+    sinks = {name: make_sink(url, name=name) for name, url in urls.items()}
+    return Router(sinks, [(r.class_set(), r.sinks) for r in loaded.config.logs.routes])
 
 
 class LogPipeline:
@@ -67,9 +78,15 @@ class LogPipeline:
 
         spec = loaded.config.logs
         self.loaded = loaded
-        self.format = LogFormat.resolve(log_format or spec.log_format or spec.preset)
-        self.templates_path = loaded.root / (templates or spec.templates)
-        self.miner = TemplateMiner.load(self.templates_path) if self.templates_path.is_file() else TemplateMiner()
+        # an empty --log-format is an error, not "use the configured one"
+        self.format = LogFormat.resolve(log_format if log_format is not None else spec.log_format or spec.preset)
+        #: where the template model is loaded from and saved to: ``templates`` as given, else the
+        #: project's ``logs.templates``; outside a project, nowhere (a model of this run only)
+        self.templates_path: Path | None = (
+            Path(templates) if templates is not None else project_path(loaded, spec.templates)
+        )
+        path = self.templates_path
+        self.miner = TemplateMiner.load(path) if path is not None and path.is_file() else TemplateMiner()
         rules_path = rules or spec.rules
         self.rules = load_rules(loaded.root / rules_path) if rules_path else []
         self.model_dir = loaded.root / (model_dir or spec.model_dir)
@@ -144,7 +161,11 @@ class LogPipeline:
             classify(batch, model=self.model, rules=self.rules)
         return batch
 
-    def save_templates(self) -> Path:
+    def save_templates(self) -> Path | None:
+        """Save the template model; ``None`` (nothing written) outside a project without a path."""
+        if self.templates_path is None:
+            log("not in a project: the template model is not saved (pass --templates FILE to keep it)")
+            return None
         self.templates_path.parent.mkdir(parents=True, exist_ok=True)
         return self.miner.save(self.templates_path)
 

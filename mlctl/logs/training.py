@@ -25,6 +25,7 @@ from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import NotFound, UsageError
 from mlctl.core.output import log
 from mlctl.logs.classify import NORMAL, LogClassifier, features, is_alert, weak_label
+from mlctl.logs.formats import LogFormat
 from mlctl.logs.record import LogRecord
 
 TEXT_COLUMNS = ("raw", "line", "message", "text", "log")
@@ -197,7 +198,8 @@ def train_classifier(
     data = Path(data)
     label_column = label_column or spec.label_column
     normal_label = normal_label if normal_label is not None else spec.normal_label
-    fmt = log_format or spec.log_format or spec.preset
+    fmt = log_format if log_format is not None else spec.log_format or spec.preset
+    fmt = LogFormat.resolve(fmt)  # a bad format is refused even when the CSV is parsed already
     records, labels = read_training_csv(
         data, label_column=label_column, log_format=fmt, normal_label=normal_label, weak=weak
     )

@@ -115,3 +115,57 @@ def test_binary_garbage_and_huge_lines_are_kept(cli, proj: Path, monkeypatch: py
     assert len(rows[2]["raw"]) > 1_000_000 and rows[2]["class"] != "unparsed"
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"2026-11-01 12:00:00 INFO a: hello\n")))
     assert cli("classify-logs", "parse", "-", "-o", "csv").out.splitlines()[1].startswith("1,2026-11-01,12:00:00")
+
+
+@pytest.mark.timeout(60)
+def test_a_long_line_that_does_not_match_is_unparsed_not_hung(cli, proj: Path) -> None:  # noqa: ANN001
+    words = " ".join(f"tok{i}" for i in range(400))  # took over 120 s with lazy (.*?) fields
+    warn = "2026-11-01 12:00:00 WARN " + "disk usage is high on volume " * 110  # 3.2 KB, no "Component:"
+    (proj / "long.log").write_text(f"{words}\n{warn}\n2026-11-01 12:00:01 INFO app: ok\n")
+    r = cli("classify-logs", "parse", "long.log", "-o", "jsonl")
+    assert r.code == 0, r.err
+    assert [json.loads(line)["EventId"] for line in r.out.splitlines()][:2] == ["unparsed", "unparsed"]
+    r = cli("classify-logs", "classify", "long.log", "-o", "jsonl")
+    assert r.code == 0 and [json.loads(x)["class"] for x in r.out.splitlines()][:2] == ["unparsed", "unparsed"]
+    r = cli("classify-logs", "stream", "--from", "long.log", "--sink", "stdout", "-o", "json")
+    assert r.code == 0, r.err
+
+
+def test_empty_input_as_csv_prints_the_header(cli, proj: Path) -> None:  # noqa: ANN001
+    (proj / "empty.log").write_text("")
+    r = cli("classify-logs", "parse", "empty.log", "-o", "csv")
+    assert r.code == 0 and r.out == "LineId,Date,Time,Level,Component,EventId,EventTemplate,ParameterList\n"
+    r = cli("classify-logs", "classify", "empty.log", "-o", "csv")
+    assert r.code == 0 and r.out == "LineId,class,confidence,severity,rule,EventId,EventTemplate,raw\n"
+    assert cli("classify-logs", "parse", "empty.log", "-o", "jsonl").out == ""
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["parse", "data/sample.log", "-f", "<1abc> <Content>"], "not a valid field name"),
+    (["parse", "data/sample.log", "-f", ""], "empty log format"),
+    (["classify", "data/sample.log", "-f", " "], "empty log format"),
+    (["train", "--data", "data/labelled.csv", "-f", ""], "empty log format"),
+])  # fmt: skip
+def test_an_invalid_or_empty_log_format_is_a_usage_error(cli, proj: Path, args: list[str], text: str) -> None:  # noqa: ANN001
+    r = cli("classify-logs", *args, "-o", "json")
+    assert r.code == 2, r.err
+    assert text in json.loads(r.err)["error"]["message"] and r.out == ""
+
+
+def test_outside_a_project_nothing_is_written_unless_asked(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    (isolated_env / "app.log").write_text(
+        "2026-11-01 12:00:00 INFO app: started job 1\n2026-11-01 12:00:01 ERROR db: connection refused\n"
+    )
+    for args in (["parse", "app.log", "-o", "csv"], ["classify", "app.log", "-o", "jsonl"]):
+        r = cli("classify-logs", *args, "-f", "<Date> <Time> <Level> <Component>: <Content>")
+        assert r.code == 0, r.err
+        assert sorted(p.name for p in isolated_env.iterdir()) == ["app.log"]  # no .mlctl/ left behind
+    r = cli("classify-logs", "parse", "app.log", "--templates", "model.json", "-f", "<Date> <Time> <Level> <Content>")
+    assert r.code == 0 and (isolated_env / "model.json").is_file()
+    r = cli("classify-logs", "parse", "app.log", "--templates", "model.json", "-o", "json",
+            "-f", "<Date> <Time> <Level> <Content>")  # fmt: skip
+    assert r.code == 0 and json.loads(r.out)["lines"] == 2  # loaded back and updated
+    r = cli("classify-logs", "classify", "app.log", "--route", "-o", "json")
+    assert r.code == 0 and "not in a project: lines written to" in r.err and str(isolated_env) in r.err
+    r = cli("classify-logs", "train", "--data", "app.log", "-o", "json")
+    assert r.code == 2 and "no mlctl.yaml found" in json.loads(r.err)["error"]["message"]
