@@ -29,8 +29,9 @@ FormatOpt = Annotated[
         "--log-format",
         "-f",
         metavar="FORMAT",
-        help="Header format with <Field> placeholders and <Content>, or a preset: syslog, apache-error, "
-        "nginx, jsonl, k8s (default: logs.log_format).",
+        help="Header format with <Field> placeholders and <Content>, a preset (syslog, apache-error, "
+        "nginx, jsonl, docker, k8s, cri, raw), or auto: detected from the first lines and said on stderr "
+        "(default: logs.log_format, else auto).",
     ),
 ]
 RulesOpt = Annotated[str | None, typer.Option("--rules", metavar="FILE", help="YAML rules (default: logs.rules).")]
@@ -103,7 +104,8 @@ def parse(
     if ui.format in (OutputFormat.csv, OutputFormat.jsonl):
         render(rows, columns=csv_header(pipeline.header_fields))
     elif ui.format in (OutputFormat.json, OutputFormat.yaml):
-        render({"lines": len(records), "unparsed": unparsed, "templates": _templates(records), "rows": rows})
+        render({"lines": len(records), "unparsed": unparsed, "templates": _templates(records), "rows": rows,
+                "log_format": pipeline.format_report()})  # fmt: skip
     else:
         render(
             _templates(records),
@@ -226,9 +228,10 @@ def classify(
                 router.close()
             _say_where_written(loaded)
         render(
-            {"lines": len(records), "classes": counts, "sinks": written, "dry_run": dry_run},
+            {"lines": len(records), "classes": counts, "sinks": written, "dry_run": dry_run,
+             "log_format": pipeline.format_report()},
             title="would route" if dry_run else "routed",
-        )
+        )  # fmt: skip
         return
     rows = [_row(r) for r in records if not alerts_only or is_alert(r.cls)]
     if ui.format is OutputFormat.csv:
@@ -236,7 +239,7 @@ def classify(
     elif ui.format is OutputFormat.jsonl:
         render_stream(rows)
     elif ui.format in (OutputFormat.json, OutputFormat.yaml):
-        render({"lines": len(records), "classes": counts, "records": rows})
+        render({"lines": len(records), "classes": counts, "records": rows, "log_format": pipeline.format_report()})
     else:
         render([{"class": k, "lines": v} for k, v in counts.items()], title=f"{len(records)} lines")
         shown = [r for r in rows if is_alert(r["class"])][:20]
@@ -295,6 +298,16 @@ def evaluate(
     min_grouping: Annotated[
         float | None, typer.Option("--min-grouping", help="Exit 3 when average grouping accuracy is below.")
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            "-f",
+            metavar="FORMAT",
+            help="Parse every system with this format, or auto (detect each system's from its first lines), "
+            "instead of formats.json.",
+        ),
+    ] = None,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -305,7 +318,8 @@ def evaluate(
     exactly the lines of its true group; --truth event-id takes true groups by ground-truth
     EventId instead of corrected template) and parsing accuracy (template string equal); for
     systems with a label column (BGL), alert precision/recall/F1 of the weak labels and of the
-    trained classifier (two-fold cross-validated).
+    trained classifier (two-fold cross-validated). --log-format auto ignores formats.json and
+    detects each system's format, as parse does by default.
 
     Example: mlctl classify-logs evaluate --data ../loghub --truth event-id
     """
@@ -313,9 +327,11 @@ def evaluate(
     from mlctl.logs.classify_eval import evaluate_classification
     from mlctl.logs.evaluate import evaluate_parsing
 
-    report = evaluate_parsing(data, systems=system, truth=truth.strip().lower().replace("-", "_"))
+    report = evaluate_parsing(
+        data, systems=system, truth=truth.strip().lower().replace("-", "_"), log_format=log_format
+    )
     doc = report.to_dict()
-    doc["classification"] = evaluate_classification(data, systems=system)
+    doc["classification"] = evaluate_classification(data, systems=system, log_format=log_format)
     render(doc, table_data=doc.get("systems"), title="parsing accuracy")
     if ui.format is OutputFormat.table and doc["classification"]:
         render(doc["classification"], title="alert vs normal, where labels exist (weak labels; trained, 2-fold)")

@@ -65,10 +65,19 @@ def _cross_validated(records: list[LogRecord], truth: list[str], *, seed: int = 
     return predicted
 
 
-def evaluate_classification(data_dir: str | Path, *, systems: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per system that has labels (systems without a label column are skipped)."""
+def evaluate_classification(data_dir: str | Path, *, systems: list[str] | None = None,
+                            log_format: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per system that has labels (systems without a label column are skipped).
+
+    ``log_format`` (a format, a preset or ``"auto"``) replaces formats.json for every system.
+    """
+    from mlctl.logs.evaluate import system_folders
+
     data_dir = Path(data_dir)
-    formats = load_formats(data_dir)
+    if log_format is not None:
+        formats = {name: log_format for name in (systems or system_folders(data_dir))}
+    else:
+        formats = load_formats(data_dir)
     out = []
     for system in systems or sorted(formats):
         log, truth_file = find_files(data_dir, system)

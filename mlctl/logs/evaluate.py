@@ -4,7 +4,8 @@ Data layout (Loghub-2k): ``DIR/<System>/<System>_2k.log`` (raw lines),
 ``DIR/<System>/<System>_2k.log_structured_corrected.csv`` (``LineId``, ..., ``EventId``,
 ``EventTemplate``; the ``_structured.csv`` name is accepted too) and ``DIR/formats.json``
 (``{"System": "<format string>"}``). Only the log format is given to the parser, never anything
-else about a system.
+else about a system; with ``log_format="auto"`` not even that: each system's format is detected
+from its first lines (:mod:`mlctl.logs.autoformat`) and formats.json is not read.
 
 Metrics, per system and averaged over systems:
 
@@ -157,6 +158,7 @@ class SystemResult:
     parsing_accuracy: float
     unparsed: int
     seconds: float
+    log_format: str = ""  # the format used: given, or detected when auto
 
 
 @dataclass
@@ -196,6 +198,17 @@ def load_formats(data_dir: str | Path) -> dict[str, str]:
     return doc
 
 
+def system_folders(data_dir: str | Path) -> list[str]:
+    """The sub-folders of ``data_dir`` that hold a ``*.log`` and a structured ground-truth CSV, sorted."""
+    out = []
+    for folder in sorted(Path(data_dir).iterdir()):
+        if folder.is_dir() and any(folder.glob("*.log")) and any(folder.glob("*_structured*.csv")):
+            out.append(folder.name)
+    if not out:
+        raise NotFound(f"no system folders under {data_dir}", hint="expected <System>/<System>_2k.log and its CSV")
+    return out
+
+
 def find_files(data_dir: Path, system: str) -> tuple[Path, Path]:
     """The raw log and the ground-truth CSV of one system."""
     folder = data_dir / system
@@ -225,12 +238,17 @@ def evaluate_system(
     miner: TemplateMiner | None = None,
     truth: str = TRUTH_TEMPLATE,
 ) -> SystemResult:
-    """Parse one system's log and score it against its ground truth (true groups by ``truth``)."""
+    """Parse one system's log and score it against its ground truth (true groups by ``truth``).
+
+    ``log_format`` is a format string, a preset or ``auto`` (detected from the log's first lines).
+    """
+    from mlctl.logs.autoformat import resolve_format
+
     check_truth(truth)
     log, truth_csv = find_files(Path(data_dir), system)
     truth_rows = read_truth(truth_csv)
-    fmt = LogFormat.compile(log_format)
     start = time.perf_counter()
+    fmt, _ = resolve_format(log_format, (text for _, text in read_lines(log)))
     records = list(parse_lines(read_lines(log), fmt, miner=miner, source=str(log)))
     seconds = time.perf_counter() - start
     pred_group = {r.line_id: r.event_id for r in records}
@@ -246,6 +264,7 @@ def evaluate_system(
         parsing_accuracy=parsing_accuracy(pred_template, true_template),
         unparsed=sum(1 for r in records if not r.parsed),
         seconds=seconds,
+        log_format=fmt.name or fmt.spec,
     )
 
 
@@ -256,16 +275,23 @@ def evaluate_parsing(
     formats: Mapping[str, str] | None = None,
     miner_params: Mapping[str, Any] | None = None,
     truth: str = TRUTH_TEMPLATE,
+    log_format: str | None = None,
 ) -> ParsingReport:
     """Score the parser on every system of a Loghub-layout folder (a fresh miner per system).
 
     ``truth`` picks the grouping convention: ``"template"`` (true groups by corrected template)
-    or ``"event_id"`` (by ground-truth EventId); see the module docstring.
+    or ``"event_id"`` (by ground-truth EventId); see the module docstring. ``log_format`` (a
+    format, a preset or ``"auto"``) is used for every system instead of formats.json, which is
+    then not read: the systems are the folders holding a log and its ground truth.
     """
     check_truth(truth)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise NotFound(f"data folder {data_dir} does not exist", hint="pass --data DIR (Loghub-2k layout)")
+    if formats is None and log_format is not None:
+        LogFormat.resolve(log_format)  # a bad format is refused before any work
+        found = systems if systems is not None else system_folders(data_dir)
+        formats = {name: log_format for name in found}
     formats = dict(formats) if formats is not None else load_formats(data_dir)
     names = list(systems) if systems is not None else sorted(formats)
     unknown = [s for s in names if s not in formats]

@@ -20,6 +20,11 @@ comes from a ``message``, ``msg``, ``log`` or ``MESSAGE`` key, the other top-lev
 headers), ``docker`` (docker json-file), ``cri`` (containerd/CRI-O ``<Time> <Stream> <Flag>
 <Content>``) and ``k8s`` (either container log kind, line by line).
 
+``auto`` (:data:`AUTO`, the default of the ``classify-logs`` commands when no format is set) is
+not a format but a request to detect one from the first lines: :func:`LogFormat.resolve`
+gives a placeholder of kind ``auto`` that :func:`mlctl.logs.autoformat.detect_format` replaces
+(:func:`~mlctl.logs.parse.parse_lines` and the pipeline do so with the lines they read).
+
 :meth:`LogFormat.split` returns ``(headers, content)`` or ``None`` when a line does not match;
 such a line is kept (``parsed=False``) and later goes to the ``unparsed`` class.
 :func:`read_lines` reads bytes and decodes invalid UTF-8 with replacement characters.
@@ -45,6 +50,8 @@ from mlctl.core.errors import NotFound, UsageError
 from mlctl.logs._format_regex import CONTENT, FormatSyntaxError, compile_format
 
 MESSAGE_KEYS = ("message", "msg", "log", "MESSAGE", "Message")
+#: ``--log-format auto``: detect the format from the first lines (see :mod:`mlctl.logs.autoformat`)
+AUTO = "auto"
 #: A longer line is matched on its first MAX_LINE_CHARS characters; the rest goes to its content
 #: (for formats that end with ``<Content>``), so the work per line is bounded and nothing is lost.
 MAX_LINE_CHARS = 64 * 1024
@@ -52,7 +59,8 @@ MAX_LINE_CHARS = 64 * 1024
 
 @dataclass(frozen=True)
 class LogFormat:
-    """A compiled log format: ``kind`` is ``regex``, ``json`` or ``k8s`` (JSON or CRI, line by line)."""
+    """A compiled log format: ``kind`` is ``regex``, ``json`` or ``k8s`` (JSON or CRI, line by line),
+    or ``auto``: a placeholder to be replaced by the format detected from the first lines."""
 
     spec: str
     fields: tuple[str, ...]  # header fields in order, without Content
@@ -89,7 +97,7 @@ class LogFormat:
 
     @classmethod
     def resolve(cls, spec: str | LogFormat | None) -> LogFormat:
-        """A preset by name, a format string, or ``None`` (the whole line is the content)."""
+        """A preset by name, a format string, ``auto`` (a placeholder to detect), or ``None`` (raw)."""
         if isinstance(spec, LogFormat):
             return spec
         if spec is None:
@@ -98,10 +106,12 @@ class LogFormat:
             raise UsageError("empty log format", hint="give a preset name or a format such as '<Level> <Content>'")
         if spec in PRESETS:
             return PRESETS[spec]
+        if spec.strip().lower() == AUTO:
+            return AUTO_FORMAT
         if "<" not in spec:
             raise NotFound(
                 f"unknown log format preset {spec!r}",
-                hint=f"use one of {', '.join(sorted(PRESETS))}, or a format string with <Field> placeholders",
+                hint=f"use {AUTO}, one of {', '.join(sorted(PRESETS))}, or a format string with <Field> placeholders",
             )
         return cls.compile(spec)
 
@@ -114,6 +124,11 @@ class LogFormat:
             return _split_json(text)
         if self.kind == "k8s":
             return PRESETS["cri"].split(text)
+        if self.kind == AUTO:
+            raise UsageError(
+                "the auto log format has not been detected yet",
+                hint="detect it from the first lines: mlctl.logs.autoformat.detect_format(lines).format",
+            )
         assert self.regex is not None
         tail = ""
         if len(text) > MAX_LINE_CHARS and self.content_last:  # bounded work: the rest is content
@@ -175,6 +190,8 @@ PRESETS: dict[str, LogFormat] = {
     "k8s": LogFormat("k8s", ("Time", "Stream"), "k8s", None, "k8s"),
 }
 PRESETS["nginx"] = PRESETS["access"]
+#: the placeholder ``LogFormat.resolve("auto")`` gives (not a preset: it cannot split a line)
+AUTO_FORMAT = LogFormat(AUTO, (), AUTO, None, AUTO)
 
 
 def read_lines(source: str | Path | IO[bytes] | IO[str]) -> Iterator[tuple[int, str]]:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mlctl.logs.formats import LogFormat, read_lines
+from mlctl.core.output import log
+from mlctl.logs.formats import AUTO, LogFormat, read_lines
 from mlctl.logs.miner import TemplateMiner
 from mlctl.logs.record import UNPARSED, LogRecord
 
@@ -63,13 +65,18 @@ def parse_lines(
     """Parse a batch: split headers, mine every content, then yield records with their final templates.
 
     ``lines`` are strings (numbered from 1) or ``(line_no, text)`` pairs as :func:`read_lines`
-    gives. ``log_format`` is a preset name, a format string or a :class:`LogFormat` (``None``: the
-    whole line is the content). Pass a ``miner`` to continue from a loaded model; it learns the
-    batch (save it afterwards to keep what it learned).
+    gives. ``log_format`` is a preset name, a format string, ``"auto"`` (detected from the first
+    lines, :mod:`mlctl.logs.autoformat`) or a :class:`LogFormat` (``None``: the whole line is the
+    content). Pass a ``miner`` to continue from a loaded model; it learns the batch (save it
+    afterwards to keep what it learned).
     """
     fmt = LogFormat.resolve(log_format)
+    numbered: Iterable[tuple[int, str]] = _numbered(lines)
+    if fmt.kind == AUTO:
+        numbered = list(numbered)
+        fmt = _detect(numbered)
     miner = miner if miner is not None else TemplateMiner()
-    records = list(_split(lines, fmt, source))
+    records = list(_split(numbered, fmt, source))
     parsed = [r for r in records if r.parsed]
     for record, match in zip(parsed, miner.parse([r.content for r in parsed]), strict=True):
         record.event_id, record.template, record.params = match.event_id, match.template, match.params
@@ -83,14 +90,40 @@ def stream_lines(
     miner: TemplateMiner | None = None,
     source: str = "-",
 ) -> Iterator[LogRecord]:
-    """Parse line by line, yielding each record at once with the template known at that moment."""
+    """Parse line by line, yielding each record at once with the template known at that moment.
+
+    With ``"auto"``, the first lines (up to :data:`~mlctl.logs.autoformat.SAMPLE_LINES` non-blank
+    ones) are read before the first record comes, to detect the format from.
+    """
+    from mlctl.logs.autoformat import SAMPLE_LINES
+
     fmt = LogFormat.resolve(log_format)
+    numbered: Iterable[tuple[int, str]] = _numbered(lines)
+    if fmt.kind == AUTO:
+        rest = iter(numbered)
+        head: list[tuple[int, str]] = []
+        seen = 0
+        for item in rest:
+            head.append(item)
+            seen += bool(item[1].strip())
+            if seen >= SAMPLE_LINES:
+                break
+        fmt = _detect(head)
+        numbered = itertools.chain(head, rest)
     miner = miner if miner is not None else TemplateMiner()
-    for record in _split(lines, fmt, source):
+    for record in _split(numbered, fmt, source):
         if record.parsed:
             match = miner.add(record.content)
             record.event_id, record.template, record.params = match.event_id, match.template, match.params
         yield record
+
+
+def _detect(numbered: list[tuple[int, str]]) -> LogFormat:
+    from mlctl.logs.autoformat import detect_format
+
+    detection = detect_format(text for _, text in numbered)
+    log(detection.describe())
+    return detection.format
 
 
 def parse_file(

@@ -1,8 +1,9 @@
 """The project's log pipeline: split with the log format, mine templates, classify, route.
 
-:class:`LogPipeline` holds what ``classify-logs`` commands share: the resolved log format,
-the template miner (loaded from ``logs.templates`` and saved back, so templates and their ids
-are versioned with the project), the classifier (``logs.model_dir``, reloaded when a retrain
+:class:`LogPipeline` holds what ``classify-logs`` commands share: the log format (given, or
+``auto``: detected from the first batch's first lines, and said on stderr), the template
+miner (loaded from ``logs.templates`` and saved back, so templates and their ids are
+versioned with the project), the classifier (``logs.model_dir``, reloaded when a retrain
 replaces it), the rules, and the router built from ``logs.sinks`` and ``logs.routes``.
 """
 
@@ -13,12 +14,15 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlctl.core.config import LoadedConfig
-from mlctl.core.output import log
+from mlctl.core.output import log, message
 from mlctl.logs.classify import META_FILE, LogClassifier, classify
 from mlctl.logs.record import UNPARSED, LogRecord
+
+if TYPE_CHECKING:
+    from mlctl.logs.autoformat import Detection
 
 TIME_FIELDS = ("Timestamp", "timestamp", "Time", "time", "ts", "@timestamp", "Date")
 
@@ -78,8 +82,12 @@ class LogPipeline:
 
         spec = loaded.config.logs
         self.loaded = loaded
-        # an empty --log-format is an error, not "use the configured one"
-        self.format = LogFormat.resolve(log_format if log_format is not None else spec.log_format or spec.preset)
+        # an empty --log-format is an error, not "use the configured one"; neither given: auto,
+        # detected from the first lines of the first batch (see mlctl.logs.autoformat)
+        fmt = log_format if log_format is not None else spec.log_format or spec.preset or "auto"
+        self.format = LogFormat.resolve(fmt)
+        #: what auto-detection chose, once it ran (``None`` with a given format)
+        self.detection: Detection | None = None
         #: where the template model is loaded from and saved to: ``templates`` as given, else the
         #: project's ``logs.templates``; outside a project, nowhere (a model of this run only)
         self.templates_path: Path | None = (
@@ -123,8 +131,28 @@ class LogPipeline:
             self._load_model()
 
     # -- processing -----------------------------------------------------------------------------
+    def _detect(self, records: Sequence[LogRecord]) -> None:
+        """Replace an ``auto`` format with the one detected from the batch's first lines (said on stderr)."""
+        from mlctl.logs.autoformat import detect_format
+
+        if not any(r.raw.strip() for r in records):
+            return  # nothing to detect from yet: wait for a batch with lines
+        self.detection = detect_format(r.raw for r in records)
+        self.format = self.detection.format
+        message(self.detection.describe())
+
     def split(self, records: Iterable[LogRecord]) -> list[LogRecord]:
-        """Fill in headers, content and timestamp from the raw line (or mark it unparsed)."""
+        """Fill in headers, content and timestamp from the raw line (or mark it unparsed).
+
+        With an ``auto`` format, the first batch that has lines decides the format.
+        """
+        if self.format.kind == "auto":
+            records = list(records)
+            self._detect(records)
+            if self.format.kind == "auto":  # only blank lines so far
+                for record in records:
+                    record.parsed, record.event_id = False, UNPARSED
+                return records
         out = []
         for record in records:
             parts = self.format.split(record.raw) if record.raw.strip() else None
@@ -172,6 +200,13 @@ class LogPipeline:
     @property
     def header_fields(self) -> list[str]:
         return list(self.format.fields)
+
+    def format_report(self) -> dict[str, Any]:
+        """The log format in use, for JSON documents: ``format`` (preset name or format string),
+        ``detected`` (auto-detection chose it) and, when detected, how and on how many lines."""
+        if self.detection is not None:
+            return self.detection.to_dict()
+        return {"format": self.format.name or self.format.spec, "detected": False}
 
 
 def read_records(path: str, *, stdin: Any = None) -> Iterable[LogRecord]:

@@ -101,7 +101,7 @@ def _holdout(loaded: LoadedConfig, data: str | Path | None, records: list[LogRec
 
         spec = loaded.config.logs
         xs, ys = read_training_csv(Path(data), label_column=spec.label_column, normal_label=spec.normal_label,
-                                   log_format=spec.log_format or spec.preset)  # fmt: skip
+                                   log_format=spec.log_format or spec.preset or "auto")  # fmt: skip
         return records, labels, xs, ys
     from mlctl.logs.training import _split
 

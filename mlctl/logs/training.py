@@ -198,7 +198,7 @@ def train_classifier(
     data = Path(data)
     label_column = label_column or spec.label_column
     normal_label = normal_label if normal_label is not None else spec.normal_label
-    fmt = log_format if log_format is not None else spec.log_format or spec.preset
+    fmt = log_format if log_format is not None else spec.log_format or spec.preset or "auto"  # as classify does
     fmt = LogFormat.resolve(fmt)  # a bad format is refused even when the CSV is parsed already
     records, labels = read_training_csv(
         data, label_column=label_column, log_format=fmt, normal_label=normal_label, weak=weak

@@ -169,3 +169,70 @@ def test_outside_a_project_nothing_is_written_unless_asked(cli, isolated_env: Pa
     assert r.code == 0 and "not in a project: lines written to" in r.err and str(isolated_env) in r.err
     r = cli("classify-logs", "train", "--data", "app.log", "-o", "json")
     assert r.code == 2 and "no mlctl.yaml found" in json.loads(r.err)["error"]["message"]
+
+
+def _openssh_like(n: int = 120) -> str:
+    """An sshd log as syslog writes it (generated: tests never read ../shared/data)."""
+    out = []
+    for i in range(n):
+        pid, ip = 24200 + i, f"173.234.{i % 7}.{i % 250}"
+        message = [
+            f"Failed password for invalid user user{i % 9} from {ip} port {40000 + i} ssh2",
+            f"Invalid user user{i % 9} from {ip}",
+            f"Received disconnect from {ip}: 11: Bye Bye [preauth]",
+            "pam_unix(sshd:auth): check pass; user unknown",
+        ][i % 4]
+        out.append(f"Dec 10 06:{i % 60:02d}:{(7 * i) % 60:02d} LabSZ sshd[{pid}]: {message}")
+    return "\n".join(out) + "\n"
+
+
+def test_parse_without_a_format_detects_the_header(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    (isolated_env / "app.log").write_text(_openssh_like())
+    r = cli("classify-logs", "parse", "app.log", "-o", "json")
+    assert r.code == 0, r.err
+    assert "log format: detected preset syslog, matching 120 of the first 120 line(s)" in r.err
+    doc = json.loads(r.out)
+    assert doc["log_format"] == {"format": "syslog", "detected": True, "how": "preset", "preset": "syslog",
+                                 "sampled": 120, "matched": 120, "continued": 0}  # fmt: skip
+    assert doc["unparsed"] == 0 and {"lines", "unparsed", "templates", "rows"} <= set(doc)
+    templates = {t["EventTemplate"] for t in doc["templates"]}
+    assert "Failed password for invalid user <*> from <*> port <*> ssh2" in templates
+    assert not any(word in t for t in templates for word in ("LabSZ", "sshd[", "Dec", "06:"))  # no header token
+    csv_out = cli("classify-logs", "parse", "app.log", "-o", "csv").out
+    assert csv_out.splitlines()[0] == "LineId,Month,Day,Time,Host,Component,PID,EventId,EventTemplate,ParameterList"
+
+
+def test_auto_is_the_default_only_when_no_format_is_configured(cli, proj: Path) -> None:  # noqa: ANN001
+    r = cli("classify-logs", "classify", "data/sample.log", "--no-model", "-o", "json")
+    assert r.code == 0 and json.loads(r.out)["log_format"] == {
+        "format": "<Date> <Time> <Level> <Component>: <Content>", "detected": False}  # fmt: skip
+    assert "log format: detected" not in r.err  # the project's logs.log_format
+    config = proj / "mlctl.yaml"
+    config.write_text("\n".join(x for x in config.read_text().splitlines() if "log_format:" not in x) + "\n")
+    r = cli("classify-logs", "classify", "data/sample.log", "--no-model", "-o", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["log_format"]["detected"] and doc["log_format"]["how"] == "inferred"
+    assert "log format: detected '<Date> <Time> <Level> <Component>: <Content>'" in r.err
+    assert cli("classify-logs", "parse", "data/sample.log", "-q").err == ""  # --quiet hides it
+    r = cli("classify-logs", "parse", "data/sample.log", "-f", "raw", "-o", "json")
+    assert json.loads(r.out)["log_format"] == {"format": "raw", "detected": False} and "detected" not in r.err
+
+
+def test_evaluate_can_detect_each_format_instead_of_reading_formats_json(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    folder = isolated_env / "loghub" / "Ssh"
+    folder.mkdir(parents=True)
+    (folder / "Ssh_2k.log").write_text(_openssh_like(40))
+    kinds = [
+        "Failed password for invalid user <*> from <*> port <*> ssh2",
+        "Invalid user <*> from <*>",
+        "Received disconnect from <*>: <*>: Bye Bye [preauth]",
+        "pam_unix(sshd:auth): check pass; user unknown",
+    ]
+    rows = [f'{i + 1},E{i % 4},"{kinds[i % 4]}"' for i in range(40)]
+    (folder / "Ssh_2k.log_structured_corrected.csv").write_text("LineId,EventId,EventTemplate\n" + "\n".join(rows))
+    r = cli("classify-logs", "evaluate", "--data", "loghub", "-f", "auto", "-o", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["systems"][0]["log_format"] == "syslog" and doc["systems"][0]["unparsed"] == 0
+    assert doc["average"]["grouping_accuracy"] == 1.0

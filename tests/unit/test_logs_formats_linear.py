@@ -7,6 +7,7 @@ compile to took minutes on one 400-word line. A regression fails by timing out.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -122,3 +123,16 @@ def test_an_escaped_angle_bracket_is_literal_and_an_empty_format_is_refused() ->
 def test_json_nested_too_deep_is_unparsed_not_a_crash(name: str) -> None:
     assert PRESETS[name].split("{" + '"a":[' * 50_000) is None
     assert PRESETS[name].split(json.dumps({"msg": "ok", "n": [[1]]}))[1] == "ok"  # type: ignore[index]
+
+
+@pytest.mark.timeout(10)
+def test_auto_detection_is_linear_and_reads_a_bounded_sample() -> None:
+    from mlctl.logs.autoformat import SAMPLE_LINES, detect_format
+
+    lines = pathological_lines()
+    for label, line in lines.items():  # each hostile line alone, then as a whole log of it
+        assert detect_format([line]).sampled == 1, label
+        assert detect_format(itertools.repeat(line)).sampled == SAMPLE_LINES, label
+    mixed = detect_format(itertools.cycle(lines.values()))  # an endless log is read only up to the sample
+    assert mixed.sampled == SAMPLE_LINES
+    assert detect_format(["[" * 2000 + " x"] * SAMPLE_LINES).sampled == SAMPLE_LINES  # nested, unclosed brackets
