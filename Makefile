@@ -86,7 +86,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/serve_single.py --rounds 3 --write-docs
 	test -x $(PEERS)/drain3/bin/python || { $(PYTHON) -m venv $(PEERS)/drain3 && \
 	  $(PEERS)/drain3/bin/python -m pip install --quiet drain3; }
-	$(BIN)/python benchmarks/detect_nab.py --write-docs
+	$(BIN)/python benchmarks/detect_nab.py --all --write-docs
 	$(BIN)/python benchmarks/logs_parse.py --drain3-python $(PEERS)/drain3/bin/python --write-docs
 	$(BIN)/python benchmarks/logs_stream.py --write-docs
 

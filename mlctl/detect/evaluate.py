@@ -7,6 +7,10 @@ layout (``RESULTS/<detector>/<category>/<detector>_<file>.csv`` with
 ``timestamp,value,anomaly_score,label``) so any NAB scorer can read them, and scores every
 requested profile with :mod:`mlctl.detect.nab`. :func:`score_results` scores an existing
 results folder, NAB's own published ones included, without running anything.
+
+:func:`leave_one_group_out` scores held out: each group of files (a NAB category) at the
+threshold, and optionally the detector configuration, chosen on the other groups only, summed
+into one normalised figure; :func:`corpus_scores` gives it a detector's raw scores per file.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import numpy as np
 from mlctl.core.errors import ConfigError, NotFound, OperationFailed, UsageError
 from mlctl.detect.nab import (
     PROFILES,
+    Corpus,
     CorpusScore,
+    PreparedCorpus,
     Window,
     get_profile,
     load_windows,
@@ -281,26 +287,20 @@ def _check_profiles(profiles: Sequence[str]) -> list[str]:
     return names
 
 
-def evaluate(
+def _detect(
     data_dir: str | Path,
     labels_path: str | Path,
     *,
-    detector: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    profiles: Sequence[str] = DEFAULT_PROFILES,
+    detector: str | None,
+    params: Mapping[str, Any] | None,
+    jobs: int,
     results_dir: str | Path | None = None,
-    jobs: int = 1,
     progress: Progress | None = None,
-) -> EvaluationReport:
-    """Run ``detector`` (fresh, per file) over a NAB-layout corpus and score it with NAB's rules.
-
-    Files without labels are skipped and labelled files absent from ``data_dir`` are listed, both
-    with a warning, so a subset of the corpus can be evaluated. ``jobs > 1`` runs files in parallel
-    processes. With ``results_dir`` the scores are also written in NAB's results layout.
-    """
+) -> tuple[str, dict[str, Any], list[_Series], dict[str, list[Window]], list[str], list[str], list[str], float]:
+    """Run a fresh detector over every labelled file: (name, params, series with scores, windows,
+    skipped, missing, warnings, seconds)."""
     from mlctl.detect.base import DEFAULT_DETECTOR, make_detector
 
-    names = _check_profiles(profiles)
     if jobs < 1:
         raise UsageError(f"jobs must be at least 1, got {jobs}")
     name = detector or DEFAULT_DETECTOR
@@ -344,7 +344,30 @@ def evaluate(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    detect_seconds = time.perf_counter() - start
+    return name, params, series, windows, skipped, missing, warnings, time.perf_counter() - start
+
+
+def evaluate(
+    data_dir: str | Path,
+    labels_path: str | Path,
+    *,
+    detector: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    profiles: Sequence[str] = DEFAULT_PROFILES,
+    results_dir: str | Path | None = None,
+    jobs: int = 1,
+    progress: Progress | None = None,
+) -> EvaluationReport:
+    """Run ``detector`` (fresh, per file) over a NAB-layout corpus and score it with NAB's rules.
+
+    Files without labels are skipped and labelled files absent from ``data_dir`` are listed, both
+    with a warning, so a subset of the corpus can be evaluated. ``jobs > 1`` runs files in parallel
+    processes. With ``results_dir`` the scores are also written in NAB's results layout.
+    """
+    names = _check_profiles(profiles)
+    name, params, series, windows, skipped, missing, warnings, detect_seconds = _detect(
+        data_dir, labels_path, detector=detector, params=params, jobs=jobs, results_dir=results_dir, progress=progress
+    )
     report = _score_all(
         name,
         params,
@@ -362,6 +385,22 @@ def evaluate(
     if results_dir is not None:
         _write_summaries(Path(results_dir), name, report.profiles)
     return report
+
+
+def corpus_scores(
+    data_dir: str | Path,
+    labels_path: str | Path,
+    *,
+    detector: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    jobs: int = 1,
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], float]:
+    """A fresh ``detector`` over every labelled file: ``({category/file.csv: (timestamps, scores)}, seconds)``,
+    the corpus that :func:`leave_one_group_out` (or :func:`mlctl.detect.nab.score_corpus`) scores."""
+    *_, series, _windows, _skipped, _missing, _warnings, seconds = _detect(
+        data_dir, labels_path, detector=detector, params=params, jobs=jobs
+    )
+    return {s.key: (s.timestamps, s.scores) for s in series if s.scores is not None}, seconds
 
 
 def _results_files(root: Path, name: str) -> dict[str, Path]:
@@ -451,4 +490,135 @@ def score_results(
         missing=missing,
         warnings=warnings,
         detect_seconds=0.0,
+    )
+
+
+# --------------------------------------------------------------------------- held-out scoring
+
+
+def category(key: str) -> str:
+    """The NAB category of a ``category/file.csv`` key (its first path part; ``""`` for a bare file)."""
+    head, sep, _ = key.partition("/")
+    return head if sep else ""
+
+
+@dataclass
+class HeldOutGroup:
+    """One fold: a group's files scored with the candidate and threshold chosen on the other groups."""
+
+    group: str
+    files: int
+    candidate: str  # the candidate that scored best on the other groups
+    threshold: float  # that candidate's best threshold on the other groups
+    score: float | None  # the group's normalised score there; None when it has no scored window
+    own_score: float | None  # the same candidate at the group's own best threshold (an in-sample reference)
+    raw: float
+    null: float
+    perfect: float
+    windows: int
+    detected_windows: int
+    fp: int
+
+
+@dataclass
+class HeldOutScore:
+    """Leave-one-group-out NAB result: every file scored by the fold that held out its group.
+
+    ``score`` is NAB's normalisation of the summed raw scores of all files, each at the threshold
+    (and candidate) chosen without its group, so it reads like a corpus score that was never tuned
+    on the data it is reported on.
+    """
+
+    profile: str
+    score: float | None
+    raw: float
+    null: float
+    perfect: float
+    files: int
+    windows: int
+    detected_windows: int
+    fp: int
+    groups: list[HeldOutGroup] = field(default_factory=list)
+
+
+def _normalized(raw: float, null: float, perfect: float) -> float | None:
+    return None if perfect == null else 100.0 * (raw - null) / (perfect - null)
+
+
+def leave_one_group_out(
+    candidates: Mapping[str, Corpus | PreparedCorpus],
+    windows: Mapping[str, Sequence[Window]] | None = None,
+    *,
+    profile: str = "standard",
+    group: Callable[[str], str] = category,
+) -> HeldOutScore:
+    """Score each group of files (a NAB category, by default) with choices made on the others only.
+
+    ``candidates`` maps a name to the scores of one detector configuration over the same files
+    (``{key: (timestamps, scores)}``, or that corpus prepared once). For each group, the candidate
+    and the threshold that maximise the NAB score of the *other* groups are chosen (ties: the first
+    candidate, the highest threshold), and the group's files are scored with them. With one
+    candidate only the threshold is chosen. The result aggregates every file's held-out raw score
+    into one normalised figure.
+    """
+    if not candidates:
+        raise UsageError("no candidate scores to evaluate")
+    prof = get_profile(profile)
+    prepared = {
+        name: c if isinstance(c, PreparedCorpus) else prepare_corpus(c, windows or {}) for name, c in candidates.items()
+    }
+    keys = next(iter(prepared.values())).keys
+    for name, p in prepared.items():
+        if p.keys != keys:
+            raise UsageError(f"candidate {name!r} does not cover the same files as the others")
+    groups = sorted({group(k) for k in keys})
+    if len(groups) < 2:
+        raise UsageError(
+            f"leave-one-group-out needs at least two groups of files, found {len(groups)}",
+            hint="NAB's groups are its categories: DATA/<category>/<file>.csv",
+        )
+    folds: list[HeldOutGroup] = []
+    for g in groups:
+        best: tuple[float, str, float] | None = None
+        for name, p in prepared.items():
+            train = PreparedCorpus(f for f in p.files if group(f.key) != g)
+            thresholds, totals = train.threshold_scores(prof)
+            i = int(np.argmax(totals))
+            if best is None or totals[i] > best[0]:
+                best = (float(totals[i]), name, float(thresholds[i]))
+        assert best is not None
+        _, name, thr = best
+        test = PreparedCorpus(f for f in prepared[name].files if group(f.key) == g)
+        held = score_corpus(test, profile=prof, threshold=thr)
+        own = score_corpus(test, profile=prof)
+        folds.append(
+            HeldOutGroup(
+                group=g,
+                files=len(test.files),
+                candidate=name,
+                threshold=thr,
+                score=held.score,
+                own_score=own.score,
+                raw=held.raw,
+                null=held.null,
+                perfect=held.perfect,
+                windows=held.windows,
+                detected_windows=held.detected_windows,
+                fp=held.fp,
+            )
+        )
+    raw = math.fsum(f.raw for f in folds)
+    null = math.fsum(f.null for f in folds) + 0.0
+    perfect = math.fsum(f.perfect for f in folds)
+    return HeldOutScore(
+        profile=prof.name,
+        score=_normalized(raw, null, perfect),
+        raw=raw,
+        null=null,
+        perfect=perfect,
+        files=len(keys),
+        windows=sum(f.windows for f in folds),
+        detected_windows=sum(f.detected_windows for f in folds),
+        fp=sum(f.fp for f in folds),
+        groups=folds,
     )

@@ -407,11 +407,13 @@ def test_context_range_growth_relevels_the_memory_and_memory_is_bounded() -> Non
     d.update(model.hi + 10 * (model.hi - model.lo))
     assert (model.lo, model.hi) != before
     h = np.array(list(model.hist))
-    levels = np.clip(((h - model.lo) / (model.hi - model.lo) * model.bins).astype(int), 0, model.bins - 1)
+    (grid,) = model.grids
+    levels = np.clip(((h - model.lo) / (model.hi - model.lo) * grid.bins).astype(int), 0, grid.bins - 1)
     pairs = set(zip(levels[:-1].tolist(), levels[1:].tolist(), strict=True))
-    assert model.seen == {a * model.bins + b for a, b in pairs}
-    assert model.out == np.bincount(levels[:-1], minlength=model.bins).tolist()
-    assert model.succ == [sum(1 for a, _ in pairs if a == lvl) for lvl in range(model.bins)]
+    assert grid.seen == {a * grid.bins + b for a, b in pairs}
+    assert grid.out == np.bincount(levels[:-1], minlength=grid.bins).tolist()
+    assert grid.succ == [sum(1 for a, _ in pairs if a == lvl) for lvl in range(grid.bins)]
+    assert grid.prev == levels[-1]
 
 
 def test_context_validates_params() -> None:
@@ -419,3 +421,86 @@ def test_context_validates_params() -> None:
         make_detector("context", bins=1)
     with pytest.raises(UsageError):
         make_detector("context", tolerance=-0.1)
+    with pytest.raises(UsageError, match="bins - spread"):
+        make_detector("context", bins=4, spread=3)
+    with pytest.raises(UsageError):
+        make_detector("context", spread=17)
+    with pytest.raises(UsageError):
+        make_detector("context", suppress_from=1.5)
+    with pytest.raises(UsageError):
+        make_detector("context", suppress_from=-0.1)
+
+
+def test_context_defaults() -> None:
+    d = make_detector("context")
+    assert d.get_params() == {
+        "bins": 7,
+        "spread": 0,
+        "tolerance": 0.1,
+        "suppress": 30,
+        "suppress_from": 0.166,
+        "min_points": 30,
+        "memory": 20_000,
+    }
+    # a report is what the default threshold flags: it starts the quiet period
+    assert d.suppress_from == d.default_threshold
+    d.update(1.0)
+    assert d.models_ is not None and [g.bins for g in d.models_[0].grids] == [7]
+
+
+def test_context_spread_averages_the_transition_scores_of_several_level_counts() -> None:
+    d = make_detector("context", bins=6, spread=2, suppress=0)
+    x = series(800, seed=3)
+    d.score(x[:500])
+    assert d.models_ is not None
+    model = d.models_[0]
+    assert sorted(g.bins for g in model.grids) == [4, 5, 6, 7, 8]
+    # every grid shares the range; each alone is the single-count detector with those levels
+    singles = {k: make_detector("context", bins=k, suppress=0) for k in (4, 5, 6, 7, 8)}
+    for single in singles.values():
+        single.score(x[:500])
+    for v in x[500:]:
+        if model.outside(v):
+            expected = 1.0
+        else:
+            expected = float(np.mean([single.score_one(v) for single in singles.values()]))
+        assert d.update(v) == pytest.approx(expected, abs=1e-12)
+        for single in singles.values():
+            single.learn_one(v)
+
+
+def test_context_spread_keeps_the_detector_contract() -> None:
+    x = series()
+    full = make_detector("context", spread=2).score(x)
+    np.testing.assert_allclose(make_detector("context", spread=2).score(x[:250]), full[:250], rtol=0, atol=1e-12)
+    online = make_detector("context", spread=2)
+    np.testing.assert_allclose([online.update(v) for v in x], full, rtol=0, atol=1e-12)
+    assert np.isfinite(full).all() and (full >= 0).all() and (full <= 1).all() and full.max() == 1.0
+    assert (make_detector("context", spread=2).score(np.full(300, 7.0)) == 0).all()
+
+
+def test_context_suppress_from_decides_which_reports_start_the_quiet_period() -> None:
+    # a ramp over 8 levels repeated, then half a ramp skipped: a new move inside the range, scoring below 1
+    t = np.arange(1200)
+    x = (t % 16) / 2.0 + np.random.default_rng(4).normal(0, 0.02, 1200)
+    x[1003:1008] = x[1003 + 8 : 1008 + 8]
+    loud = make_detector("context", suppress=0).score(x)
+    first = 1003 + int(np.argmax(loud[1003:1010] > 0))
+    assert 0.166 <= loud[first] < 1.0
+    later = loud[first + 1 : first + 30]
+    assert later.max() > 0  # the same event goes on making new moves
+    quiet = make_detector("context").score(x)  # suppress_from 0.166: the first new move is a report
+    assert quiet[first] == loud[first] and (quiet[first + 1 : first + 30] == 0).all()
+    high = make_detector("context", suppress_from=0.99).score(x)  # not a report at 0.99: nothing is quieted
+    np.testing.assert_array_equal(high[first : first + 30], loud[first : first + 30])
+
+
+def test_context_a_first_break_of_the_range_is_reported_inside_a_quiet_period() -> None:
+    x = flat_then_spike()  # noise makes a new move at 273 (a report), then a spike breaks the range at 300
+    s = make_detector("context").score(x)
+    assert 0.166 <= s[273] < 1.0 and (s[274:300] == 0).all()
+    assert s[300] == 1.0  # a break is news even 27 points into the quiet period of a lesser report
+    y = x.copy()
+    y[310] += 60  # a second, larger break: the same event, quiet
+    t = make_detector("context").score(y)
+    assert t[300] == 1.0 and (t[301:340] == 0).all()
