@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, YesOpt, load
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
 from mlctl.core.output import OutputFormat, message, render, ui
 
 
@@ -37,7 +37,6 @@ def up(
     name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: the model name).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait until ready.")] = 60.0,
     dry_run: DryRunOpt = False,
-    yes: YesOpt = False,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,

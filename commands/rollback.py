@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -22,11 +23,20 @@ def rollback(
 ) -> None:
     """Roll a deployment back to the previous (or given) release, alias included.
 
+    On a terminal it shows the changes and asks first; ``--yes`` (or a script: no terminal, or
+    ``-o json``) does not ask.
+
     Example: mlctl rollback fraud --to 3
     """
     from mlctl.lifecycle.releases import rollback as do_rollback
 
-    result = do_rollback(name, load(), to=to, dry_run=dry_run)
+    loaded = load()
+    if not dry_run and not yes and sys.stdin.isatty() and ui.format is OutputFormat.table:
+        plan = do_rollback(name, loaded, to=to, dry_run=True)
+        render([{"change": c} for c in plan.changes], title=f"rollback of {name}: would change")
+        if not typer.confirm(f"Roll {name} back to version {plan.to_release.version}?"):
+            raise typer.Abort()
+    result = do_rollback(name, loaded, to=to, dry_run=dry_run)
     if ui.format is not OutputFormat.table:
         render(result)
         return

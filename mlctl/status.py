@@ -95,10 +95,9 @@ def project_status(loaded: LoadedConfig, *, live: bool = False) -> ProjectStatus
         schema_version=SCHEMA_VERSION,
         counts=counts or {"runs": 0, "releases": 0, "deployments": 0, "alerts": 0},
     )
-    if counts is None:
-        return result
     from mlctl.lifecycle.releases import deployment_statuses
 
+    # without a state file too: a local deployment may run that no release records (listed, to be stopped)
     for d in deployment_statuses(loaded, live=live):
         result.deployments.append({
             "name": d.name, "target": d.target, "model": d.model, "alias": d.alias, "version": d.version,
@@ -106,7 +105,9 @@ def project_status(loaded: LoadedConfig, *, live: bool = False) -> ProjectStatus
             "health": d.health, "age_s": _seconds_since(d.details.get("updated_at")),
             **({"error": d.details["error"]} if d.details.get("error") else {}),
         })
-    with StateStore(state_path, create=False) as store:
+    if counts is None:
+        return result
+    with StateStore(state_path, readonly=True) as store:
         for run in store.select("runs", order_by="started_at", descending=True, limit=LATEST_RUNS):
             result.latest_runs.append({k: run[k] for k in ("id", "kind", "name", "status", "started_at", "metrics")})
     return result

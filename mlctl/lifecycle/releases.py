@@ -3,7 +3,14 @@
 Every deploy records a release in the state store: deployment name, revision (1, 2, ...), model
 version, target, artifact digest, config hash, time, and the release it replaced. A rollback is a
 deploy of an earlier release's artifact, recorded as a new revision, which also moves the
-registry alias back to that release's version.
+registry alias back to that release's version. A rollback keeps the current endpoint (port): the
+target starts the older version beside the running one and switches only once it is ready, so a
+failed rollback leaves the running version serving (and nothing recorded).
+
+Deploy, rollback and stop hold the deployment's lock (:mod:`mlctl.lifecycle.deploy.lock`,
+``.mlctl/deploy/NAME/deploy.lock``) from the target's change to the release record, whatever the
+target: a second one at the same time fails with
+:class:`~mlctl.lifecycle.deploy.lock.DeploymentBusy` naming the holder.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import NotFound, UsageError
 from mlctl.core.state import STATE_FILE, StateStore, utcnow
 from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, ModelArtifact
+from mlctl.lifecycle.deploy.lock import deployment_lock, lock_folder
 
 
 @dataclass
@@ -162,9 +170,15 @@ def deploy(ref: str, loaded: LoadedConfig, *, target: str | None = None, replica
     backend = get_target(target, loaded)
     if dry_run:
         return DeployResult(spec.name, target, True, plan=backend.plan(spec))
-    status = backend.apply(spec)
-    release = _record(_store(loaded), spec, target, status)
+    with _locked(loaded, spec.name, "deploy"):
+        status = backend.apply(spec)
+        release = _record(_store(loaded), spec, target, status)
     return DeployResult(spec.name, target, False, status=status, release=release)
+
+
+def _locked(loaded: LoadedConfig, name: str, operation: str) -> Any:
+    """Deployment ``name``'s lock (re-entrant in this thread), for a deploy, rollback or stop."""
+    return deployment_lock(lock_folder(loaded.state_dir, name), name, operation)
 
 
 def list_releases(name: str, loaded: LoadedConfig) -> list[Release]:
@@ -181,7 +195,20 @@ def list_releases(name: str, loaded: LoadedConfig) -> list[Release]:
 
 
 def rollback(name: str, loaded: LoadedConfig, *, to: int | None = None, dry_run: bool = False) -> RollbackResult:
-    """Return deployment ``name`` (and its registry alias) to the previous or the given release."""
+    """Return deployment ``name`` (and its registry alias) to the previous or the given release.
+
+    The deployment keeps its current endpoint: the older version starts beside the running one
+    and takes over once ready. When it cannot start, the running version keeps serving, nothing
+    is recorded, the alias stays, and :class:`~mlctl.core.errors.OperationFailed` says so.
+    """
+    if dry_run:
+        return _rollback(name, loaded, to=to, dry_run=True)
+    list_releases(name, loaded)  # NotFound before a lock folder is made for a name that never existed
+    with _locked(loaded, name, "rollback"):
+        return _rollback(name, loaded, to=to, dry_run=False)
+
+
+def _rollback(name: str, loaded: LoadedConfig, *, to: int | None, dry_run: bool) -> RollbackResult:
     from mlctl.lifecycle import registry
 
     releases = list_releases(name, loaded)
@@ -201,22 +228,31 @@ def rollback(name: str, loaded: LoadedConfig, *, to: int | None = None, dry_run:
             raise UsageError(f"revision {to} is already the active release of {name}")
     with StateStore(loaded.state_dir / STATE_FILE) as store:
         (row,) = store.select("releases", {"deployment": name, "revision": goal.revision})
+        (current_row,) = store.select("releases", {"deployment": name, "revision": current.revision})
     details = row["details"]
     art = dict(details["artifact"])
     art["path"] = Path(art["path"])
     artifact = ModelArtifact(**art)
-    spec = DeploySpec(name=name, model=artifact, replicas=int(details.get("replicas", 1)),
-                      port=int(details.get("port", loaded.config.deploy.port)), project_root=loaded.root)
+    backend = get_target(goal.target, loaded)
+    port = _current_port(backend, name, current_row["details"], loaded)
+    spec = DeploySpec(name=name, model=artifact, replicas=int(details.get("replicas", 1)), port=port,
+                      project_root=loaded.root)
     changes = [f"deployment {name}: {current.model} version {current.version} (revision {current.revision}) -> "
-               f"version {goal.version} (revision {goal.revision})"]
+               f"version {goal.version} (revision {goal.revision}), staying on port {port}"]
     alias = goal.alias or current.alias
     result = RollbackResult(name, dry_run, current, goal, changes=changes)
     if alias:
         changes.append(f"registry: {goal.model}@{alias} -> version {goal.version}")
-    backend = get_target(goal.target, loaded)
     if dry_run:
         return result
-    result.status = backend.apply(spec)
+    from mlctl.core.errors import OperationFailed
+
+    try:
+        result.status = backend.apply(spec)
+    except OperationFailed as exc:
+        raise OperationFailed(  # the target's message says what keeps serving
+            f"rollback of {name} to version {goal.version} (release {goal.revision}) failed: {exc.message}",
+            hint=exc.hint, details={**exc.details, "deployment": name, "to_release": goal.revision}) from None
     if alias:
         before = registry.set_alias(goal.model, alias, goal.version, loaded)
         result.alias_moved = {"model": goal.model, "alias": alias, "from": before, "to": goal.version}
@@ -224,13 +260,40 @@ def rollback(name: str, loaded: LoadedConfig, *, to: int | None = None, dry_run:
     return result
 
 
+def _current_port(backend: DeployTarget, name: str, recorded: dict[str, Any], loaded: LoadedConfig) -> int:
+    """The port the deployment serves on now: live for a local one, else the current release's."""
+    if backend.kind == "local":
+        from urllib.parse import urlsplit
+
+        live = backend.status(name)
+        if live is not None and live.endpoint:
+            port = urlsplit(live.endpoint).port
+            if port:
+                return port
+    return int(recorded.get("port", loaded.config.deploy.port))
+
+
 def stop(name: str, loaded: LoadedConfig) -> bool:
-    """Stop a deployment on the target it was deployed to; False when nothing was running."""
-    releases = list_releases(name, loaded)
+    """Stop a deployment on the target it was deployed to; False when nothing was running.
+
+    A local deployment that runs without a recorded release (a deploy interrupted between its
+    start and its record) is stopped too, rather than called unknown.
+    """
+    from mlctl.lifecycle.deploy.local import LocalTarget
+
+    try:
+        releases = list_releases(name, loaded)
+    except NotFound:
+        local = LocalTarget(loaded.state_dir)
+        if name not in local.list():
+            raise
+        return local.stop(name)
     backend = get_target(releases[-1].target, loaded)
-    stopped = backend.stop(name)
-    with StateStore(loaded.state_dir / STATE_FILE) as store:
-        store.update("deployments", {"name": name}, {"status": "stopped", "url": None, "updated_at": utcnow()})
+    with _locked(loaded, name, "stop"):
+        stopped = backend.stop(name)
+        with StateStore(loaded.state_dir / STATE_FILE) as store:
+            store.update("deployments", {"name": name},
+                         {"status": "stopped", "url": None, "updated_at": utcnow()})
     return stopped
 
 
@@ -265,10 +328,10 @@ def deployment_statuses(loaded: LoadedConfig, *, live: bool = False) -> list[Dep
     as ``unknown`` with the reason in ``details["error"]``.
     """
     path = loaded.state_dir / STATE_FILE
-    if not path.exists():
-        return []
-    with StateStore(path, create=False) as store:
-        rows = store.select("deployments", order_by="name")
+    rows: list[dict[str, Any]] = []
+    if path.exists():
+        with StateStore(path, readonly=True) as store:
+            rows = store.select("deployments", order_by="name")
     out = []
     for row in rows:
         live_status, error = None, None
@@ -298,4 +361,15 @@ def deployment_statuses(loaded: LoadedConfig, *, live: bool = False) -> list[Dep
             known.details["error"] = error
         out.append(live_status or known)
         out[-1].details["updated_at"] = row["updated_at"]
-    return out
+    from mlctl.lifecycle.deploy.local import LocalTarget
+
+    local = LocalTarget(loaded.state_dir)
+    recorded = {row["name"] for row in rows}
+    for name in local.running():  # running, but no release records it: list it rather than hide it
+        if name not in recorded:
+            unrecorded = local.status(name)
+            if unrecorded is not None:
+                unrecorded.details.update({"updated_at": None, "error": "running without a recorded release; "
+                                           f"stop it with `mlctl deploy stop {name}`"})
+                out.append(unrecorded)
+    return sorted(out, key=lambda d: d.name)

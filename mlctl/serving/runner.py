@@ -67,9 +67,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        if exc.errno in (98, 48):  # EADDRINUSE (Linux, macOS)
-            raise OperationFailed(f"port {port} on {host} is already in use",
-                                  hint="choose another --port, or stop what listens there") from None
+        if exc.errno in (98, 48):  # EADDRINUSE (Linux, macOS): a usage problem (exit 2), as for `mlctl deploy`
+            from mlctl.core.ports import port_in_use_error
+
+            raise port_in_use_error(host, port, "choose another --port, or stop what listens there") from None
         raise OperationFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(False)
     return sock

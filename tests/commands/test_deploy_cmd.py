@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.unit.test_releases import FakeTarget, env  # noqa: F401 - the fixture is used by name
 
@@ -60,3 +61,88 @@ def test_unknown_deployment_and_bad_target(cli, env) -> None:  # noqa: F811
     assert r.code == 2 and "no deployment named 'ghost'" in r.err
     r = cli("releases", "ghost", "-o", "json")
     assert r.code == 2 and json.loads(r.err)["error"]["type"] == "NotFound"
+
+
+def test_a_deployment_being_changed_exits_1_naming_the_holder(cli, env, tmp_path) -> None:  # noqa: F811
+    import subprocess
+    import sys
+
+    from mlctl.lifecycle.deploy.lock import lock_folder
+
+    target, _ = env
+    assert cli("deploy", "churn@champion").code == 0
+    folder = lock_folder(Path.cwd() / ".mlctl", "churn")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path\n"
+         "from mlctl.lifecycle.deploy.lock import deployment_lock\n"
+         "with deployment_lock(Path(sys.argv[1]), 'churn', 'deploy'):\n"
+         "    print('locked', flush=True); sys.stdin.read()", str(folder)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        for args in (["deploy", "churn@champion"], ["rollback", "churn", "--to", "1"], ["deploy", "stop", "churn"]):
+            r = cli(*args, "-o", "json")
+            assert r.code == 1 and r.out == "", args
+            error = json.loads(r.err)["error"]
+            assert error["type"] == "DeploymentBusy"
+            assert error["message"].startswith(f"deployment churn is busy: pid {holder.pid} (`")
+            assert error["details"]["holder"]["pid"] == holder.pid
+        r = cli("deploy", "churn@champion")
+        assert r.code == 1 and r.err.startswith(f"Error: deployment churn is busy: pid {holder.pid} ")
+    finally:
+        holder.communicate("", timeout=30)
+    assert target.applied == ["1"]  # none of the refused commands reached the target
+    assert [x["revision"] for x in json.loads(cli("releases", "churn", "-o", "json").out)] == [1]
+
+
+def test_a_port_held_by_another_process_exits_2(cli, env, monkeypatch) -> None:  # noqa: F811
+    import os
+    import socket
+
+    from mlctl.lifecycle.deploy.local import ensure_port_free
+
+    target, _ = env
+    monkeypatch.setattr(target, "apply", lambda spec: ensure_port_free("127.0.0.1", spec.port,
+                                                                       hint="pass --port with a free port"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = cli("deploy", "churn@champion", "--port", str(port), "-o", "json")
+    assert r.code == 2 and r.out == ""
+    error = json.loads(r.err)["error"]
+    assert error["type"] == "UsageError"
+    assert error["message"].startswith(f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()} (")
+    assert error["details"]["holder_pid"] == os.getpid()
+
+
+def test_rollback_asks_on_a_terminal_unless_yes(cli, env, monkeypatch) -> None:  # noqa: F811
+    import sys
+
+    import typer
+
+    _, aliases = env
+    assert cli("deploy", "churn@champion").code == 0
+    aliases["champion"] = "2"
+    assert cli("deploy", "churn@champion").code == 0
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    asked: list[str] = []
+
+    def answer(reply: bool):  # noqa: ANN202 - a typer.confirm stand-in
+        def confirm(text: str, **_: object) -> bool:
+            asked.append(text)
+            return reply
+        return confirm
+
+    monkeypatch.setattr(typer, "confirm", answer(False))
+    r = cli("rollback", "churn")
+    assert r.code == 1 and asked == ["Roll churn back to version 1?"] and "would change" in r.out
+    assert [x["revision"] for x in json.loads(cli("releases", "churn", "-o", "json").out)] == [1, 2]  # nothing done
+    r = cli("rollback", "churn", "--yes")
+    assert r.code == 0 and len(asked) == 1  # not asked again
+    assert [x["revision"] for x in json.loads(cli("releases", "churn", "-o", "json").out)] == [1, 2, 3]
+
+
+def test_deploy_has_no_yes_flag_that_does_nothing(cli, env) -> None:  # noqa: F811
+    r = cli("deploy", "up", "churn", "--yes")
+    assert r.code == 2

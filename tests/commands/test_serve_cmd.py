@@ -118,8 +118,10 @@ def test_a_tampered_model_exits_1(cli, project: Path, monkeypatch: pytest.Monkey
     assert "predictor" not in calls
 
 
-def test_a_port_in_use_exits_1_with_a_hint(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
-                                           saved: ModelArtifact) -> None:
+def test_a_port_in_use_exits_2_naming_the_holder(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  saved: ModelArtifact) -> None:
+    """A port held by another process is a usage problem: exit 2, as `mlctl deploy` does (issue 8)."""
+    import os
     import socket
 
     monkeypatch.chdir(project)
@@ -129,9 +131,29 @@ def test_a_port_in_use_exits_1_with_a_hint(cli, project: Path, monkeypatch: pyte
         taken.listen()
         port = taken.getsockname()[1]
         r = cli("serve", "model", "fraud@champion", "--port", str(port))
-    assert r.code == 1
-    assert r.err.splitlines() == [f"Error: port {port} on 127.0.0.1 is already in use",
-                                  "Hint: choose another --port, or stop what listens there"]
+        j = cli("serve", "model", "fraud@champion", "--port", str(port), "-o", "json")
+    assert r.code == 2
+    lines = r.err.splitlines()
+    assert lines[0].startswith(f"Error: port {port} on 127.0.0.1 is already in use by pid {os.getpid()} (")
+    assert lines[1:] == ["Hint: choose another --port, or stop what listens there"]
+    assert j.code == 2 and j.out == ""
+    error = json.loads(j.err)["error"]
+    assert error["type"] == "UsageError" and error["details"] == {"port": port, "host": "127.0.0.1",
+                                                                  "holder_pid": os.getpid()}
+
+
+def test_other_server_failures_still_exit_1(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                            saved: ModelArtifact) -> None:
+    from mlctl.core.errors import OperationFailed
+
+    def fails(predictor: Predictor, **kwargs: Any) -> None:
+        raise OperationFailed("the model server failed to start; see the log lines above")
+
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(registry, "resolve_model", lambda ref, loaded_config: saved)
+    monkeypatch.setattr(runner, "run_server", fails)
+    r = cli("serve", "model", "fraud@champion", "--port", "0")
+    assert r.code == 1 and r.err.startswith("Error: the model server failed to start")
 
 
 @pytest.mark.parametrize("args", [["serve", "model"], ["serve", "model", "m@a", "--port", "70000"],

@@ -130,10 +130,96 @@ def test_a_broken_revision_keeps_the_old_one_serving(target: LocalTarget, artifa
     broken_file.write_bytes(artifacts["2"].path.read_bytes()[:-10] + b"tampered!!")
     broken = ModelArtifact("churn", "3", None, broken_file, artifacts["2"].sha256, "sklearn",
                            artifacts["2"].signature)
-    with pytest.raises(OperationFailed, match="revision 2"):
+    with pytest.raises(OperationFailed, match="revision 2 .*revision 1 \\(churn:1\\) keeps serving"):
         target.apply(spec(broken, port, replicas=1))
     assert predict(status.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "1"
-    assert target.status("churn").health == "healthy"
+    now = target.status("churn")
+    # the status tells what serves (issue 8): version 1, revision 1, not the failed request
+    assert (now.health, now.version, now.digest, now.endpoint) == ("healthy", "1", artifacts["1"].sha256,
+                                                                   status.endpoint)
+    assert now.details["revision"] == 1 and now.details["requested_revision"] == 2
+    assert "revision 2:" in now.details["last_error"]
+
+    # a server of the serving revision that crashes now comes back as version 1, not as the failed one
+    (worker,) = now.details["workers"]
+    os.kill(worker["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        again = target.status("churn")
+        if again.replicas_ready == 1 and again.details["workers"][0]["pid"] != worker["pid"]:
+            break
+        time.sleep(0.2)
+    assert again.health == "healthy" and again.details["workers"][0]["revision"] == 1
+    assert predict(status.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "1"
+
+    # the next deploy gets a new revision number, never the failed one's
+    fixed = target.apply(spec(artifacts["2"], port, replicas=1))
+    assert fixed.version == "2" and fixed.details["revision"] == 3
+    assert predict(status.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "2"
+
+
+def test_a_new_port_starts_beside_the_old_one(target: LocalTarget, artifacts: dict, tmp_path: Path) -> None:
+    """Deploying to another port: the old port serves until the new one is ready, then closes."""
+    old_port, new_port, taken_port = free_port(), free_port(), free_port()
+    first = target.apply(spec(artifacts["1"], old_port, replicas=1))
+    supervisor = target.supervisor_pid("churn")
+
+    broken_file = tmp_path / "broken.skops"
+    broken_file.write_bytes(artifacts["2"].path.read_bytes()[:-10] + b"tampered!!")
+    broken = ModelArtifact("churn", "3", None, broken_file, artifacts["2"].sha256, "sklearn",
+                           artifacts["2"].signature)
+    with pytest.raises(OperationFailed, match="keeps serving on port"):
+        target.apply(spec(broken, new_port, replicas=1))
+    assert predict(first.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "1"
+    assert not _listening(new_port)  # the failed revision's socket is closed again
+    now = target.status("churn")
+    assert (now.version, now.endpoint) == ("1", first.endpoint)
+
+    with socket.socket() as busy:  # a port held by someone else: refused before anything changes
+        busy.bind(("127.0.0.1", taken_port))
+        busy.listen()
+        with pytest.raises(UsageError, match=f"port {taken_port} on 127.0.0.1 is already in use"):
+            target.apply(spec(artifacts["2"], taken_port, replicas=1))
+    assert predict(first.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "1"
+
+    moved = target.apply(spec(artifacts["2"], new_port, replicas=1))
+    assert moved.endpoint == f"http://127.0.0.1:{new_port}" and moved.version == "2"
+    assert predict(moved.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "2"
+    assert target.supervisor_pid("churn") == supervisor  # the same supervisor, one per deployment
+    deadline = time.monotonic() + 30
+    while _listening(old_port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _listening(old_port)
+
+
+def test_a_second_deploy_while_one_runs_is_refused_naming_it(target: LocalTarget, artifacts: dict) -> None:
+    import subprocess
+    import sys
+
+    from mlctl.lifecycle.deploy.lock import DeploymentBusy
+
+    folder = target.folder("churn")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from mlctl.lifecycle.deploy.lock import deployment_lock\n"
+         f"with deployment_lock(Path({str(folder)!r}), 'churn', 'deploy'):\n"
+         "    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(DeploymentBusy, match=f"deployment churn is busy: pid {holder.pid} ") as exc:
+            target.apply(spec(artifacts["1"], free_port(), replicas=1))
+        assert exc.value.details["holder"]["operation"] == "deploy"
+        assert target.supervisor_pid("churn") is None and target.status("churn") is None
+    finally:
+        holder.communicate("", timeout=30)
+    assert target.apply(spec(artifacts["1"], free_port(), replicas=1)).health == "healthy"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_port_in_use_is_refused(target: LocalTarget, artifacts: dict) -> None:
@@ -141,8 +227,10 @@ def test_port_in_use_is_refused(target: LocalTarget, artifacts: dict) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(UsageError, match=f"port {port} is already in use"):
+        held = f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()} "
+        with pytest.raises(UsageError, match=held) as exc:
             target.apply(spec(artifacts["1"], port))
+    assert exc.value.details["holder_pid"] == os.getpid()
     assert target.supervisor_pid("churn") is None
 
 

@@ -300,7 +300,7 @@ def test_errors_are_one_line_with_exit_codes(model: Model, tmp_path: Path) -> No
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         busy = run("--artifact", str(model.artifact_json), "--port", str(taken.getsockname()[1]))
-    assert busy.returncode == 1 and busy.stderr.endswith("is already in use\n")
+    assert busy.returncode == 2 and f"is already in use by pid {os.getpid()}" in busy.stderr
 
     both = run("--artifact", str(model.artifact_json), "--port", "1", "--fd", "3")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr

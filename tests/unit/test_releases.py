@@ -195,3 +195,75 @@ def test_remote_statuses_probe_the_endpoint_or_ask_the_target(env: tuple[FakeTar
     monkeypatch.setattr(releases, "get_target", unreachable)
     (row,) = releases.deployment_statuses(loaded, live=True)
     assert row.health == "down" and row.details["error"] == "cannot reach the Docker engine"
+
+
+def test_rollback_keeps_the_current_port(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    """Issue 8: v1 on 9000, v2 on 9001, rollback: v1 on 9001, where the clients are."""
+    target, aliases = env
+    loaded = load_config()
+    releases.deploy("churn@champion", loaded, port=9000)
+    aliases["champion"] = "2"
+    releases.deploy("churn@champion", loaded, port=9001)
+    plan = releases.rollback("churn", loaded, dry_run=True)
+    assert any("staying on port 9001" in c for c in plan.changes)
+    result = releases.rollback("churn", loaded)
+    assert target.running["churn"].port == 9001 and target.running["churn"].model.version == "1"
+    assert result.status is not None and result.status.endpoint == "http://127.0.0.1:9001"
+    (row,) = releases.deployment_statuses(loaded)
+    assert row.endpoint == "http://127.0.0.1:9001" and row.version == "1"
+
+
+def test_a_failed_rollback_records_nothing_and_moves_no_alias(env: tuple[FakeTarget, dict[str, str]],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlctl.core.errors import OperationFailed
+
+    target, aliases = env
+    loaded = load_config()
+    releases.deploy("churn@champion", loaded)
+    aliases["champion"] = "2"
+    releases.deploy("churn@champion", loaded)
+    applied = target.apply
+
+    def refuse_version_1(spec: DeploySpec) -> DeploymentStatus:
+        if spec.model.version == "1":
+            raise OperationFailed("revision 3 failed: tampered; revision 2 (churn:2) keeps serving", hint="logs")
+        return applied(spec)
+
+    monkeypatch.setattr(target, "apply", refuse_version_1)
+    with pytest.raises(OperationFailed, match=r"^rollback of churn to version 1 \(release 1\) failed: revision 3 "
+                                              r"failed: tampered; revision 2 \(churn:2\) keeps serving$"):
+        releases.rollback("churn", loaded)
+    history = releases.list_releases("churn", loaded)
+    assert [(r.revision, r.version, r.status) for r in history] == [(1, "1", "superseded"), (2, "2", "active")]
+    assert aliases["champion"] == "2" and target.running["churn"].model.version == "2"
+
+
+def test_a_deploy_while_another_holds_the_deployment_is_refused(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    import threading
+
+    from mlctl.lifecycle.deploy.lock import DeploymentBusy, deployment_lock, lock_folder
+
+    target, _ = env
+    loaded = load_config()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with deployment_lock(lock_folder(loaded.state_dir, "churn"), "churn", "deploy"):
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(30)
+        for attempt in (lambda: releases.deploy("churn@champion", loaded),
+                        lambda: releases.deploy("churn@champion", loaded, port=9100)):
+            with pytest.raises(DeploymentBusy, match="deployment churn is busy: pid "):
+                attempt()
+        assert target.applied == []
+    finally:
+        release.set()
+        t.join()
+    with pytest.raises(NotFound):  # nothing was recorded
+        releases.list_releases("churn", loaded)
+    assert releases.deploy("churn@champion", loaded).release is not None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlctl.core.errors import OperationFailed, UsageError
+from mlctl.core.errors import UsageError
 from mlctl.lifecycle.deploy.base import ModelArtifact
 from mlctl.serving import Predictor, ServerInfo, run_server
 from mlctl.serving.runner import adopt_socket, bind_socket
@@ -118,7 +118,7 @@ def test_usage_and_bind_errors() -> None:
         run_server(predictor(), port=None, fd=None)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        with pytest.raises(OperationFailed, match=f"port {port} on 127.0.0.1 is already in use"):
+        with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}"):
             run_server(predictor(), port=port)
     with pytest.raises(UsageError, match="cannot resolve host"):
         bind_socket("no-such-host.invalid", 0)

@@ -42,14 +42,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 from mlctl.core.errors import MissingExtra, NotFound, OperationFailed, ServiceUnavailable, UsageError
+from mlctl.core.probes import http_ready
 from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
 from mlctl.lifecycle.deploy.k8s_manifests import default_image
 
@@ -81,7 +80,6 @@ WHEEL_PLATFORMS = [
 ]
 _SOURCE_PARTS = ("pyproject.toml", "README.md", "mlctl", "commands", "templates")
 _ENGINE_HINT = "is dockerd running? set services.docker in mlctl.yaml (or MLCTL_SERVICES__DOCKER / DOCKER_HOST)"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -150,7 +148,7 @@ def runtime_requirements(flavor: str = "sklearn") -> list[str]:
 
 def cache_dir() -> Path:
     """``$MLCTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlctl``, else ``~/.cache/mlctl``."""
-    from mlctl.core.services import cache_root
+    from mlctl.core.paths import cache_root
 
     return cache_root()
 
@@ -411,7 +409,8 @@ class DockerTarget(DeployTarget):
                 raise OperationFailed(
                     f"the base image {self.base_image} is not in the Docker engine at {self.base_url}",
                     hint="no registry is contacted: make it once with "
-                         "`mlctl.core.services.ensure_base_image(URL)` (debootstrap), or `docker load` one",
+                         "`mlctl.lifecycle.deploy.docker_base_image.ensure_base_image(URL)` (debootstrap), "
+                         "or `docker load` one",
                 ) from None
         with tempfile.TemporaryDirectory(prefix="mlctl-docker-ctx-") as tmp:
             ctx = build_context(spec, Path(tmp), base_image=self.base_image, wheelhouse=self.wheelhouse,
@@ -472,11 +471,10 @@ class DockerTarget(DeployTarget):
             status = self.status(spec.name)
             assert status is not None
             return status
-        from mlctl.lifecycle.deploy.local import port_in_use
+        from mlctl.core.ports import ensure_port_free
 
-        if current is None and port_in_use(self.host, spec.port):
-            raise UsageError(f"port {spec.port} is already in use on {self.host}",
-                             hint="pass --port with a free port, or --port 0 to pick one")
+        if current is None or current.labels.get(f"{LABEL}.port") != str(spec.port):  # a new port: free?
+            ensure_port_free(self.host, spec.port, hint="pass --port with a free port, or --port 0 to pick one")
         previous = None
         with self._engine(f"replace container {name}"):
             stale = self._by_name(name + "-previous")
@@ -535,7 +533,7 @@ class DockerTarget(DeployTarget):
             with self._engine(f"inspect container {container.name}"):
                 container.reload()
             state = container.attrs.get("State", {})
-            if _http_ok(url) or (state.get("Health") or {}).get("Status") == "healthy":
+            if http_ready(url) or (state.get("Health") or {}).get("Status") == "healthy":
                 return
             if state.get("Status") in ("exited", "dead") or state.get("Restarting"):
                 raise OperationFailed(
@@ -564,7 +562,7 @@ class DockerTarget(DeployTarget):
         running = state.get("Status") == "running"
         port = labels.get(f"{LABEL}.port")
         host = labels.get(f"{LABEL}.host", self.host)
-        ready = running and port is not None and _http_ok(f"http://{host}:{port}/ready")
+        ready = running and port is not None and http_ready(f"http://{host}:{port}/ready")
         health_status = (state.get("Health") or {}).get("Status")
         health = "healthy" if ready else "down" if not running or health_status == "unhealthy" else "unknown"
         return DeploymentStatus(
@@ -619,14 +617,6 @@ class DockerTarget(DeployTarget):
         with self._engine("list containers"):
             found = self._client().containers.list(all=True, filters={"label": f"{LABEL}.managed-by=mlctl"})
         return sorted({c.labels.get(f"{LABEL}.deployment") for c in found if c.labels.get(f"{LABEL}.deployment")})
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with _NO_PROXY.open(url, timeout=1.0) as resp:
-            return int(resp.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def _log_line(chunk: Any) -> str:

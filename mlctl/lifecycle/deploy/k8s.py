@@ -345,13 +345,37 @@ class K8sTarget(DeployTarget):
                     hint=f"create it: kubectl --context {self._context_name} create namespace {self.namespace}",
                 ) from None
         current = self._read(f"read {kind} {name}", read, name, self.namespace)
-        if current is None:  # deleted between our create and our read: try once more
-            return self._call(f"create {kind} {name}", create, self.namespace, body)
-        self._ensure_ours(kind, name, current)
-        change = strategic_patch(last_applied(current.metadata.annotations), body)
-        if self.hpa is not None and kind == "Deployment":
-            change.get("spec", {}).pop("replicas", None)  # the HPA owns it now
-        return self._call(f"patch {kind} {name}", patch, name, self.namespace, change, _content_type=STRATEGIC)
+        for _attempt in range(5):
+            if current is None:  # deleted between our create and our read: try once more
+                return self._call(f"create {kind} {name}", create, self.namespace, body)
+            self._ensure_ours(kind, name, current)
+            change = strategic_patch(last_applied(current.metadata.annotations), body)
+            if self.hpa is not None and kind == "Deployment":
+                change.get("spec", {}).pop("replicas", None)  # the HPA owns it now
+            # Optimistic concurrency: the patch applies only to the version it was computed from. A 409
+            # means the object moved on: when only its status did (same generation, same last-applied
+            # configuration: a rollout in progress, say) the patch is computed again on the fresh
+            # object; when someone changed what it should run (another mlctl, kubectl), it is refused.
+            change.setdefault("metadata", {})["resourceVersion"] = current.metadata.resource_version
+            try:
+                return self._call(f"patch {kind} {name}", patch, name, self.namespace, change,
+                                  _content_type=STRATEGIC, passthrough=(409,))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise  # pragma: no cover - _call maps everything else
+            fresh = self._read(f"read {kind} {name}", read, name, self.namespace)
+            if fresh is not None and not _only_status_moved(current, fresh):
+                raise OperationFailed(
+                    f"{kind} {self.namespace}/{name} was changed by someone else while this deploy ran (it is no "
+                    f"longer at resourceVersion {current.metadata.resource_version}); this change was not applied",
+                    hint=f"see who changed it: {self._kubectl()} get {kind.lower()} {name} -o yaml "
+                    "(metadata.managedFields); then run the command again",
+                    details={"kind": kind, "name": name, "namespace": self.namespace, "status": 409},
+                )
+            current = fresh
+        raise OperationFailed(f"{kind} {self.namespace}/{name} kept changing while this deploy ran; "
+                              "this change was not applied", hint="run the command again",
+                              details={"kind": kind, "name": name, "namespace": self.namespace, "status": 409})
 
     def _ensure_ours(self, kind: str, name: str, current: Any) -> None:
         """Raise unless ``current`` carries ``app.kubernetes.io/managed-by: mlctl``."""
@@ -679,3 +703,13 @@ def _short(exc: BaseException) -> str:
     if "]" in text and "Errno" in text:
         text = text.split("]", 1)[1].strip()
     return text[-200:]
+
+
+def _only_status_moved(before: Any, after: Any) -> bool:
+    """True when ``after`` differs from ``before`` in its status only: same generation (the spec is
+    unchanged) and the same configuration last applied by mlctl."""
+    return bool(
+        getattr(before.metadata, "generation", None) == getattr(after.metadata, "generation", None)
+        and last_applied(before.metadata.annotations) == last_applied(after.metadata.annotations)
+        and getattr(before.metadata, "labels", None) == getattr(after.metadata, "labels", None)
+    )

@@ -1,42 +1,38 @@
 """The ``local`` target, the embedded default: supervised server processes on this machine.
 
-Each deployment has a folder ``.mlctl/deploy/NAME/`` with ``control.json`` (what should run),
-``status.json`` (what runs, written by the supervisor), ``supervisor.pid``, and ``logs/``.
+Each deployment has a folder ``.mlctl/deploy/NAME/`` with ``control.json`` (the last revision
+asked for), ``status.json`` (what serves, written by the supervisor), ``supervisor.pid``,
+``supervisor.lock`` (held by the running supervisor), ``deploy.lock`` (held by whoever changes
+the deployment, see :mod:`mlctl.lifecycle.deploy.lock`) and ``logs/``.
+
 Deploying starts the supervisor (:mod:`mlctl.lifecycle.deploy.supervisor`) or, when it already
 runs, writes a new revision into ``control.json`` and sends it ``SIGHUP``: the new servers start
-on the same socket and the old ones stop only once the new ones are ready.
+beside the running ones (on the same socket, or on the new port's socket when the port changes)
+and the old ones stop only once the new ones are ready. When the new revision fails, the old one
+keeps serving and :meth:`LocalTarget.status` keeps reporting it: status comes from the
+supervisor's ``status.json``, never from ``control.json``. A first deploy that fails or is
+interrupted stops the supervisor it started, so nothing runs that no release records.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mlctl.core.errors import OperationFailed, UsageError
+from mlctl.core.errors import OperationFailed
+from mlctl.core.ports import ensure_port_free, port_holder, port_in_use, port_in_use_error  # noqa: F401 - re-exported
 from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
-from mlctl.lifecycle.deploy.supervisor import CONTROL, PIDFILE, STATUS, read_json, write_json
+from mlctl.lifecycle.deploy.lock import deployment_lock, flock_holder_pid
+from mlctl.lifecycle.deploy.supervisor import CONTROL, PIDFILE, STATUS, SUPERVISOR_LOCK, read_json, write_json
 
 SUPERVISOR_MODULE = "mlctl.lifecycle.deploy.supervisor"
 
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something already listens on host:port."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise
-    return False
 
 
 class LocalTarget(DeployTarget):
@@ -52,17 +48,37 @@ class LocalTarget(DeployTarget):
     def folder(self, name: str) -> Path:
         return self.root / name
 
-    def supervisor_pid(self, name: str) -> int | None:
-        """The PID of this deployment's supervisor if it is alive (checked by its command line)."""
-        folder = self.folder(name)
+    def _is_supervisor(self, pid: int, folder: Path) -> bool:
         try:
-            pid = int((folder / PIDFILE).read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        if SUPERVISOR_MODULE.encode() in cmdline and str(folder).encode() in cmdline:
-            return pid
+        except OSError:
+            return False
+        return SUPERVISOR_MODULE.encode() in cmdline and str(folder).encode() in cmdline and _pid_alive(pid)
+
+    def supervisor_pid(self, name: str) -> int | None:
+        """The PID of this deployment's supervisor if it is alive (checked by its command line).
+
+        ``supervisor.pid`` first; then whoever holds ``supervisor.lock`` (a supervisor that has not
+        written its pid file yet, or whose pid file was overwritten).
+        """
+        folder = self.folder(name)
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((folder / PIDFILE).read_text().strip())
+            if self._is_supervisor(pid, folder):
+                return pid
+        holder = flock_holder_pid(folder / SUPERVISOR_LOCK)
+        if holder is not None and self._is_supervisor(holder, folder):
+            return holder
         return None
+
+    def _stray_supervisors(self, name: str) -> list[int]:
+        """Supervisor processes of this folder by command line (left by an mlctl without locks)."""
+        folder = self.folder(name)
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and self._is_supervisor(int(entry.name), folder):
+                found.append(int(entry.name))
+        return found
 
     def _wait(self, name: str, revision: int, timeout: float, pid: int | None = None) -> dict[str, Any]:
         folder = self.folder(name)
@@ -83,9 +99,13 @@ class LocalTarget(DeployTarget):
                 and status.get("last_error")
                 and (f"revision {revision}:" in status["last_error"] or status.get("state") == "failed")
             ):
+                serving = status.get("revision") or 0
+                keeps = (f"; revision {serving} ({status.get('model')}:{status.get('version')}) keeps serving on "
+                         f"port {status.get('port')}") if serving and status.get("state") != "failed" else ""
                 raise OperationFailed(
-                    f"deployment {name} revision {revision} failed: {status['last_error']}",
+                    f"deployment {name} revision {revision} failed: {status['last_error']}{keeps}",
                     hint=f"see `mlctl deploy logs {name}`",
+                    details={"deployment": name, "revision": revision, "serving_revision": serving or None},
                 )
             if not alive and (pid is None or not _pid_alive(pid)):
                 why = (status or {}).get("last_error") or self._log_tail(name, 3)
@@ -101,20 +121,26 @@ class LocalTarget(DeployTarget):
     def _log_tail(self, name: str, n: int) -> str:
         return " | ".join(self.logs(name, n).strip().splitlines()[-n:])
 
+    def _serving(self, name: str) -> dict[str, Any] | None:
+        """status.json of a live supervisor, or None when none runs."""
+        if self.supervisor_pid(name) is None:
+            return None
+        return read_json(self.folder(name) / STATUS) or {}
+
     # -- DeployTarget --------------------------------------------------------------------------
     def plan(self, spec: DeploySpec) -> DeployPlan:
-        pid = self.supervisor_pid(spec.name)
-        control = read_json(self.folder(spec.name) / CONTROL) or {}
+        live = self._serving(spec.name)
         endpoint = f"http://{self.host}:{spec.port}"
-        if pid is None:
+        if live is None:
             actions = [
                 f"start a supervisor for {spec.name} listening on {endpoint}",
                 f"start {spec.replicas} server process(es) of {spec.model.ref} and wait until ready",
             ]
-        elif int(control.get("port", -1)) != spec.port:
+        elif live.get("port") not in (None, spec.port):
             actions = [
-                f"stop {spec.name} on port {control.get('port')}",
-                f"start it again on {endpoint} with {spec.replicas} server(s) of {spec.model.ref}",
+                f"listen on {endpoint} beside port {live.get('port')} and start {spec.replicas} server(s) of "
+                f"{spec.model.ref} there",
+                f"once they are ready, stop the old servers gracefully and close port {live.get('port')}",
             ]
         else:
             actions = [
@@ -124,19 +150,25 @@ class LocalTarget(DeployTarget):
         return DeployPlan(self.kind, actions)
 
     def apply(self, spec: DeploySpec) -> DeploymentStatus:
+        """Start or update the deployment under its lock; the running revision serves until the new one is ready."""
+        with deployment_lock(self.folder(spec.name), spec.name, "deploy"):
+            return self._apply(spec)
+
+    def _apply(self, spec: DeploySpec) -> DeploymentStatus:
         folder = self.folder(spec.name)
         folder.mkdir(parents=True, exist_ok=True)
         pid = self.supervisor_pid(spec.name)
+        if pid is None:
+            for stray in self._stray_supervisors(spec.name):  # from an mlctl that had no locks
+                _stop_pid(stray, 30.0)
         control = read_json(folder / CONTROL) or {}
-        if pid is not None and int(control.get("port", -1)) != spec.port:
-            self.stop(spec.name)
-            pid = None
-        if pid is None and port_in_use(self.host, spec.port):
-            raise UsageError(
-                f"port {spec.port} is already in use on {self.host}",
-                hint="pass --port with a free port, or --port 0 to pick one",
-            )
-        revision = int(control.get("revision", 0)) + 1
+        live = read_json(folder / STATUS) or {}
+        serving_port = live.get("port") if pid is not None else None
+        if serving_port != spec.port:
+            ensure_port_free(self.host, spec.port, hint="pass --port with a free port, or --port 0 to pick one")
+        # never reuse a revision number: a failed one stays in control.json and in status.json's last_error
+        revision = max(int(control.get("revision", 0)), int(live.get("requested_revision") or 0),
+                       int(live.get("revision") or 0)) + 1
         release_dir = folder / "releases" / f"rev{revision}"
         release_dir.mkdir(parents=True, exist_ok=True)
         spec.model.to_json(release_dir / "artifact.json")
@@ -155,69 +187,84 @@ class LocalTarget(DeployTarget):
             "config_hash": spec.config_hash(),
         }
         write_json(folder / CONTROL, new_control)
-        if pid is None:
-            log = open(folder / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", SUPERVISOR_MODULE, "--dir", str(folder)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    cwd=str(spec.project_root),
-                )
-            finally:
-                log.close()
-            started_pid: int | None = proc.pid
-        else:
-            os.kill(pid, signal.SIGHUP)
-            started_pid = pid
-        self._wait(spec.name, revision, spec.ready_timeout_s + 15, started_pid)
+        started: int | None = None
+        try:
+            if pid is None:
+                (folder / STATUS).unlink(missing_ok=True)  # a dead supervisor's, not to be mistaken for the new one's
+                log = open(folder / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+                try:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", SUPERVISOR_MODULE, "--dir", str(folder)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        cwd=str(spec.project_root),
+                    )
+                finally:
+                    log.close()
+                started = proc.pid
+                self._wait(spec.name, revision, spec.ready_timeout_s + 15, started)
+            else:
+                os.kill(pid, signal.SIGHUP)
+                self._wait(spec.name, revision, spec.ready_timeout_s + 15, pid)
+        except BaseException:
+            if started is not None:  # a first deploy that failed or was interrupted leaves nothing running
+                _stop_pid(started, 10.0)
+            raise
         status = self.status(spec.name)
         assert status is not None
         return status
 
     def status(self, name: str) -> DeploymentStatus | None:
+        """What serves now, from the supervisor's status.json; the last request only when nothing runs."""
         folder = self.folder(name)
         control = read_json(folder / CONTROL)
         if control is None:
             return None
+        pid = self.supervisor_pid(name)
         live = read_json(folder / STATUS) or {}
-        alive = self.supervisor_pid(name) is not None
-        desired = int(control.get("replicas", 1))
-        ready = int(live.get("ready_replicas", 0)) if alive else 0
-        health = "down" if not alive else "healthy" if ready == desired else "degraded" if ready else "down"
+        # what serves (or served last, once stopped); the last request only when status.json never said
+        served = live if live.get("revision") and "version" in live else {}
+        shown = served or control
+        serving = served if pid is not None else {}
+        desired = int(served.get("desired_replicas") or control.get("replicas", 1))
+        ready = int(serving.get("ready_replicas", 0)) if serving else 0
+        health = "healthy" if ready and ready == desired else "degraded" if ready else "down"
+        endpoint = (f"http://{serving.get('host') or self.host}:{serving.get('port')}"
+                    if serving and serving.get("port") else None)
         return DeploymentStatus(
             name=name,
             target=self.kind,
-            model=control.get("model", name),
-            version=str(control.get("version")),
-            alias=control.get("alias"),
+            model=shown.get("model") or control.get("model", name),
+            version=str(shown.get("version")),
+            alias=shown.get("alias"),
             replicas_desired=desired,
             replicas_ready=ready,
-            endpoint=f"http://{control.get('host', self.host)}:{control.get('port')}" if alive else None,
+            endpoint=endpoint,
             health=health,
-            digest=control.get("sha256"),
+            digest=shown.get("sha256"),
             details={
                 "revision": live.get("revision"),
-                "supervisor_pid": self.supervisor_pid(name),
-                "workers": live.get("workers", []),
+                "requested_revision": live.get("requested_revision", control.get("revision")),
+                "state": live.get("state") if pid is not None else "stopped",
+                "supervisor_pid": pid,
+                "workers": live.get("workers", []) if pid is not None else [],
                 "last_error": live.get("last_error"),
                 "folder": str(folder),
             },
         )
 
     def stop(self, name: str, timeout: float = 30.0) -> bool:
-        pid = self.supervisor_pid(name)
-        if pid is None:
+        """Stop the supervisor (and so every server) of ``name``; False when none ran. Idempotent."""
+        folder = self.folder(name)
+        if not folder.is_dir():
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        return True
+        with deployment_lock(folder, name, "stop"):
+            pids = {p for p in [self.supervisor_pid(name), *self._stray_supervisors(name)] if p is not None}
+            for pid in pids:
+                _stop_pid(pid, timeout)
+            return bool(pids)
 
     def logs(self, name: str, tail: int = 100) -> str:
         logs = sorted((self.folder(name) / "logs").glob("*.log")) + [self.folder(name) / "supervisor.log"]
@@ -235,6 +282,24 @@ class LocalTarget(DeployTarget):
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / CONTROL).is_file())
+
+    def running(self) -> list[str]:
+        """Names of the deployments whose supervisor runs now."""
+        return [name for name in self.list() if self.supervisor_pid(name) is not None]
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    """SIGTERM ``pid`` (a supervisor: it stops its servers), SIGKILL it after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):  # reap it when it is our child
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -9,14 +9,25 @@ that one socket, so:
 * a new revision (``control.json`` rewritten, then ``SIGHUP``) starts new servers on the same
   socket, waits until every one is ready, and only then stops the old ones gracefully: the port
   never closes, and connections waiting in the shared accept queue are served by the new ones;
-* if the new servers do not become ready, they are stopped and the old ones keep serving.
+* if the new servers do not become ready, they are stopped and the old ones keep serving, and
+  crashed old servers are restarted with the old revision's settings, never the failed one's;
+* a new revision on another host or port binds the new socket first and starts its servers
+  there; the old socket closes only once they are ready (and stays when they fail or the port is
+  taken).
 
-Its state is written atomically to ``status.json``; ``SIGTERM`` stops everything.
+Its state is written atomically to ``status.json``: ``revision`` and the ``model``, ``version``,
+``alias``, ``sha256``, ``host`` and ``port`` of what actually serves, beside ``requested_revision``
+and ``last_error`` for what was asked. Readers take the truth from there, not from
+``control.json``, which holds the last request (failed or not). The supervisor holds an exclusive
+``flock`` on ``supervisor.lock`` for its whole life, so a second supervisor for one folder exits at
+once without touching ``supervisor.pid`` or ``status.json``. ``SIGTERM`` stops everything.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -31,6 +42,9 @@ from typing import Any
 CONTROL = "control.json"
 STATUS = "status.json"
 PIDFILE = "supervisor.pid"
+SUPERVISOR_LOCK = "supervisor.lock"
+#: What status.json reports about the serving revision, copied from its control.json.
+SERVING_KEYS = ("model", "version", "alias", "sha256", "artifact", "config_hash")
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
@@ -74,6 +88,7 @@ class Supervisor:
         self.control: dict[str, Any] = read_json(folder / CONTROL) or {}
         if not self.control:
             raise SystemExit(f"no {CONTROL} in {folder}")
+        self.requested: dict[str, Any] = self.control  # the last control.json read; self.control is what serves
         self.workers: list[Worker] = []
         self.revision = 0
         self.state = "starting"
@@ -82,13 +97,17 @@ class Supervisor:
         self._reload = False
         self._stop = False
         self.sock: socket.socket | None = None
+        self.address: tuple[str, int] | None = None
+        self._lock_fd: int | None = None
         (folder / "logs").mkdir(exist_ok=True)
         (folder / "run").mkdir(exist_ok=True)
 
     # -- processes ------------------------------------------------------------------------------
-    def _spawn(self, slot: int, revision: int, restarts: int = 0) -> Worker:
-        assert self.sock is not None
-        c = self.control
+    def _spawn(self, slot: int, revision: int, restarts: int = 0, *, control: dict[str, Any] | None = None,
+               sock: socket.socket | None = None) -> Worker:
+        c = self.control if control is None else control
+        sock = self.sock if sock is None else sock
+        assert sock is not None
         ready = self.dir / "run" / f"rev{revision}-slot{slot}.ready"
         ready.unlink(missing_ok=True)
         argv = [
@@ -98,7 +117,7 @@ class Supervisor:
             "--artifact",
             c["artifact"],
             "--fd",
-            str(self.sock.fileno()),
+            str(sock.fileno()),
             "--ready-file",
             str(ready),
         ]
@@ -112,7 +131,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                pass_fds=(self.sock.fileno(),),
+                pass_fds=(sock.fileno(),),
                 env={**os.environ, **c.get("env", {})},
             )
         finally:
@@ -154,26 +173,53 @@ class Supervisor:
         return " | ".join(lines[-n:])
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def _bind(self) -> None:
-        host, port = self.control.get("host", "127.0.0.1"), int(self.control["port"])
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        self.sock = sock
+    @staticmethod
+    def _address(control: dict[str, Any]) -> tuple[str, int]:
+        return str(control.get("host", "127.0.0.1")), int(control["port"])
 
-    def _start_revision(self, revision: int) -> str | None:
-        replicas = int(self.control.get("replicas", 1))
-        fresh = [self._spawn(slot, revision) for slot in range(replicas)]
-        error = self._wait_ready(fresh, float(self.control.get("ready_timeout_s", 60)))
+    @staticmethod
+    def _bind(address: tuple[str, int]) -> socket.socket:
+        host, port = address
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(True)
+        return sock
+
+    def _start_revision(self, control: dict[str, Any]) -> str | None:
+        """Start ``control``'s revision beside the serving one and switch to it once ready.
+
+        None on success; else why not, with the serving revision (servers, socket, settings) untouched.
+        """
+        revision = int(control["revision"])
+        address = self._address(control)
+        sock = self.sock
+        if sock is None or address != self.address:  # first start, or a move to another host/port
+            try:
+                sock = self._bind(address)
+            except OSError as exc:
+                return f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}"
+        replicas = int(control.get("replicas", 1))
+        fresh = [self._spawn(slot, revision, control=control, sock=sock) for slot in range(replicas)]
+        error = self._wait_ready(fresh, float(control.get("ready_timeout_s", 60)))
         if error is not None:
             self._terminate(fresh, timeout=5)
+            if sock is not self.sock:
+                sock.close()
             return error
-        old, self.workers = self.workers, fresh
-        self._terminate(old)
+        old, old_sock = self.workers, self.sock
+        self.workers, self.sock, self.address, self.control = fresh, sock, address, control
         self.revision = revision
         self.restart_due.clear()
+        self._write_status()  # the new revision serves from now on; say so before the old ones drain
+        self._terminate(old)
+        if old_sock is not None and old_sock is not sock:
+            old_sock.close()
         return None
 
     def _reap(self) -> None:
@@ -194,22 +240,43 @@ class Supervisor:
                 self.workers.append(self._spawn(slot, self.revision, restarts))
 
     def status(self) -> dict[str, Any]:
+        serving = self.control if self.revision else {}
         return {
             "pid": os.getpid(),
             "state": self.state,
             "revision": self.revision,
-            "host": self.control.get("host", "127.0.0.1"),
-            "port": self.control.get("port"),
+            "host": self.address[0] if self.address else None,
+            "port": self.address[1] if self.address else None,
+            **{key: serving.get(key) for key in SERVING_KEYS},
             "desired_replicas": int(self.control.get("replicas", 1)),
             "ready_replicas": sum(1 for w in self.workers if w.ready and w.revision == self.revision),
             "workers": [
                 {"slot": w.slot, "pid": w.proc.pid, "revision": w.revision, "ready": w.ready, "restarts": w.restarts}
                 for w in sorted(self.workers, key=lambda w: w.slot)
             ],
-            "requested_revision": int(self.control.get("revision", 0)),
+            "requested_revision": int(self.requested.get("revision", 0)),
             "last_error": self.last_error,
             "updated_at": time.time(),
         }
+
+    def _write_status(self) -> None:
+        write_json(self.dir / STATUS, self.status())
+
+    def _take_lock(self) -> bool:
+        """Hold supervisor.lock for this process's life; False when another supervisor holds it."""
+        fd = os.open(self.dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def _remove_pidfile(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if int((self.dir / PIDFILE).read_text().strip()) == os.getpid():
+                (self.dir / PIDFILE).unlink()
 
     def _log(self, text: str) -> None:
         sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: {text}\n")
@@ -219,47 +286,48 @@ class Supervisor:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_reload", True))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "_stop", True))
+        if not self._take_lock():
+            self._log(f"another supervisor already runs {self.dir}; exiting")
+            return 1
         (self.dir / PIDFILE).write_text(f"{os.getpid()}\n")
+        self._write_status()
         try:
-            self._bind()
-        except OSError as exc:
-            self.state, self.last_error = "failed", f"cannot listen on port {self.control.get('port')}: {exc.strerror}"
-            write_json(self.dir / STATUS, self.status())
-            return 1
-        write_json(self.dir / STATUS, self.status())
-        error = self._start_revision(int(self.control["revision"]))
-        if error is not None:
-            self.state, self.last_error = "failed", error
-            write_json(self.dir / STATUS, self.status())
-            return 1
-        self.state = "running"
-        last: dict[str, Any] = {}
-        while not self._stop:
-            if self._reload:
-                self._reload = False
-                self.control = read_json(self.dir / CONTROL) or self.control
-                wanted = int(self.control["revision"])
-                if wanted != self.revision:
-                    self.state = "updating"
-                    write_json(self.dir / STATUS, self.status())
-                    error = self._start_revision(wanted)
-                    self.last_error = None if error is None else f"revision {wanted}: {error}"
-                    self.state = "running"
-            self._reap()
-            current = self.status()
-            if {k: v for k, v in current.items() if k != "updated_at"} != last:
-                write_json(self.dir / STATUS, current)
-                last = {k: v for k, v in current.items() if k != "updated_at"}
-            time.sleep(TICK_S)
-        self.state = "stopping"
-        self._terminate(self.workers)
-        self.workers = []
-        if self.sock is not None:
-            self.sock.close()
-        self.state = "stopped"
-        write_json(self.dir / STATUS, self.status())
-        (self.dir / PIDFILE).unlink(missing_ok=True)
-        return 0
+            error = self._start_revision(self.control)
+            if error is not None:
+                self.state, self.last_error = "failed", error
+                self._write_status()
+                return 1
+            self.state = "running"
+            last: dict[str, Any] = {}
+            while not self._stop:
+                if self._reload:
+                    self._reload = False
+                    self.requested = read_json(self.dir / CONTROL) or self.requested
+                    wanted = int(self.requested["revision"])
+                    if wanted != self.revision:
+                        self.state = "updating"
+                        self._write_status()
+                        error = self._start_revision(self.requested)
+                        self.last_error = None if error is None else f"revision {wanted}: {error}"
+                        if error is not None:
+                            self._log(f"revision {wanted} failed, revision {self.revision} keeps serving: {error}")
+                        self.state = "running"
+                self._reap()
+                current = self.status()
+                if {k: v for k, v in current.items() if k != "updated_at"} != last:
+                    write_json(self.dir / STATUS, current)
+                    last = {k: v for k, v in current.items() if k != "updated_at"}
+                time.sleep(TICK_S)
+            self.state = "stopping"
+            self._terminate(self.workers)
+            self.workers = []
+            if self.sock is not None:
+                self.sock.close()
+            self.state = "stopped"
+            self._write_status()
+            return 0
+        finally:
+            self._remove_pidfile()
 
 
 def main(argv: list[str] | None = None) -> int:
