@@ -4,7 +4,12 @@ It holds runs, releases, deployments and alerts (with the detect loop's alert ou
 schema is versioned with ``PRAGMA user_version`` and moved forward by :data:`MIGRATIONS`; a file from a newer
 mlctl, or one that is not a database, raises :class:`StateError` and is never touched.
 WAL mode and a busy timeout make concurrent CLI invocations safe: every write is one
-``BEGIN IMMEDIATE`` transaction, retried while another process holds the lock.
+``BEGIN IMMEDIATE`` transaction, retried while another process holds the lock; creating and
+migrating the file happens under an inter-process lock (:func:`mlctl.core.locks.store_lock`).
+
+Commands that only read open the store with ``readonly=True``: an SQLite ``mode=ro`` connection
+that never writes, never migrates (a file with an older schema is refused with a clear error) and
+works on a read-only file or folder.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlctl.core.errors import StateError
+from mlctl.core.locks import check_writable, store_lock
 
 STATE_FILE = "state.db"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -122,9 +128,10 @@ class StateStore:
     1
     """
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
-        self._create = create
+        self.readonly = readonly
+        self._create = create and not readonly
         self._conn: sqlite3.Connection | None = None
 
     # -- opening ---------------------------------------------------------------------------------
@@ -143,13 +150,15 @@ class StateStore:
             )
 
     def connect(self) -> sqlite3.Connection:
-        """Open (and on first use create and migrate) the database."""
+        """Open (and on first use create and migrate) the database; ``readonly``: open it as it is."""
         if self._conn is not None:
             return self._conn
         self._check_file()
+        if not self.path.exists() and not self._create:
+            raise StateError(f"no state file at {self.path}")
+        if self.readonly:
+            return self._connect_readonly()
         if not self.path.exists():
-            if not self._create:
-                raise StateError(f"no state file at {self.path}")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -160,21 +169,80 @@ class StateStore:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA synchronous = NORMAL")
             self._conn = conn
-            self._migrate(conn)
+            if self._version(conn) != SCHEMA_VERSION:
+                # Creating or migrating: one process at a time (the others wait, then find it done).
+                with store_lock(self.path, what=f"state file {self.path} (being migrated by another process)"):
+                    self._setup(conn)
+            else:
+                self._setup(conn)
         except sqlite3.DatabaseError as exc:
             self.close()
-            if "readonly" in str(exc) or "unable to open" in str(exc):
-                raise StateError(
-                    f"cannot open state file {self.path}: {exc}", hint="check the file and folder permissions"
-                ) from exc
+            if _is_readonly_error(exc):
+                check_writable(self.path, what="state file")
+                raise StateError(f"cannot write to the state file {self.path}: {exc}",
+                                 hint="check the file and folder permissions") from exc
             raise StateError(
                 f"state file {self.path} is corrupt: {exc}",
                 hint="mlctl left it untouched; move it aside to start a fresh state, or restore a backup",
             ) from exc
+        except BaseException:
+            self.close()
+            raise
+        return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._migrate(conn)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A ``mode=ro`` connection; no write, no migration, whatever the file's permissions."""
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:
+            try:
+                conn = self._open_uri(uri)
+            except sqlite3.OperationalError as exc:
+                # A WAL database whose folder we cannot write: SQLite cannot create the shared-memory
+                # file a reader needs. With no write-ahead log on disk no one is writing it, so
+                # the file alone is the whole database: open it as immutable.
+                wal = Path(f"{self.path}-wal")
+                if not _is_readonly_error(exc) or (wal.exists() and wal.stat().st_size > 0):
+                    raise
+                conn = self._open_uri(uri + "&immutable=1")
+            self._conn = conn
+            version = self._version(conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            if _is_readonly_error(exc):
+                raise StateError(f"cannot read state file {self.path}: {exc}",
+                                 hint="check the file and folder permissions") from exc
+            raise StateError(
+                f"state file {self.path} is corrupt: {exc}",
+                hint="mlctl left it untouched; move it aside to start a fresh state, or restore a backup",
+            ) from exc
+        if version != SCHEMA_VERSION:
+            self.close()
+            if version > SCHEMA_VERSION:
+                self._refuse_newer(version)
+            raise StateError(
+                f"state file {self.path} has schema version {version}, older than this mlctl's "
+                f"({SCHEMA_VERSION}); it was opened read-only, so it was not migrated",
+                hint="the next command that records state (mlctl train, mlctl deploy) migrates it",
+            )
+        return conn
+
+    def _open_uri(self, uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file for real
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def close(self) -> None:
@@ -203,14 +271,17 @@ class StateStore:
     def _version(self, conn: sqlite3.Connection) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def _refuse_newer(self, version: int) -> None:
+        raise StateError(
+            f"state file {self.path} has schema version {version}, newer than this mlctl "
+            f"understands ({SCHEMA_VERSION})",
+            hint="upgrade mlctl (pip install -U mlctl); the file was left untouched",
+        )
+
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = self._version(conn)
         if version > SCHEMA_VERSION:
-            raise StateError(
-                f"state file {self.path} has schema version {version}, newer than this mlctl "
-                f"understands ({SCHEMA_VERSION})",
-                hint="upgrade mlctl (pip install -U mlctl); the file was left untouched",
-            )
+            self._refuse_newer(version)
         if version == SCHEMA_VERSION:
             return
         with self.transaction() as tx:
@@ -228,15 +299,37 @@ class StateStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``), retried while the database is locked."""
+        if self.readonly:
+            raise StateError(f"state file {self.path} was opened read-only; this change needs a writable store")
         conn = self._conn if self._conn is not None else self.connect()
-        self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.OperationalError as exc:
+            self._raise_unwritable(exc)
+            raise
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                self._raise_unwritable(exc)
             raise
         else:
-            self._retry(lambda: conn.execute("COMMIT"))
+            try:
+                self._retry(lambda: conn.execute("COMMIT"))
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._raise_unwritable(exc)
+                raise
+
+    def _raise_unwritable(self, exc: sqlite3.OperationalError) -> None:
+        """One line naming the file and the cause for a store that turned out not to be writable."""
+        if _is_readonly_error(exc):
+            check_writable(self.path, what="state file")
+            raise StateError(f"cannot write to the state file {self.path}: {exc}",
+                             hint="check the file and folder permissions") from exc
 
     @staticmethod
     def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -308,5 +401,11 @@ def read_counts(path: Path) -> dict[str, int] | None:
     """Counts for ``mlctl status``, or None when the project has no state yet (nothing is created)."""
     if not path.exists():
         return None
-    with StateStore(path, create=False) as store:
+    with StateStore(path, readonly=True) as store:
         return store.counts()
+
+
+def _is_readonly_error(exc: BaseException) -> bool:
+    """An SQLite error that means "this file or its folder cannot be written" (or opened)."""
+    text = str(exc).lower()
+    return any(s in text for s in ("readonly database", "read-only", "unable to open database"))

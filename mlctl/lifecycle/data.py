@@ -3,7 +3,9 @@
 Every problem with the data is a :class:`~mlctl.core.errors.ConfigError` (exit 2) naming the
 file, the column and the fix: a missing file, a missing target or feature column, a target that
 does not fit the task (a continuous target for classification, text for regression), missing
-target values, unsupported feature types.
+target values, unsupported feature types, an empty feature column, an infinite number, or a
+stray word in a column of numbers. Problems with one cell name its line in the file (its row in
+a Parquet file).
 
 The fingerprint (:class:`DatasetFingerprint`) is logged with every run: the SHA-256 of the file's
 bytes (so ``sha256sum`` reproduces it), the row count and the schema (column -> dtype).
@@ -24,6 +26,9 @@ FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", "
 #: a numeric classification target with more distinct values than this (and than half the rows)
 #: looks continuous
 MAX_CLASSES = 50
+#: a text column whose non-empty cells are numbers but for at most this share is a column of
+#: numbers with stray words in it (a typo, a placeholder such as "?"), not a text column
+STRAY_TEXT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,73 @@ def _kind(series: Any) -> str:
     return "other"
 
 
+def row_location(path: Path, index: int) -> str:
+    """Where the ``index``-th data row (0-based, as loaded) is: ``line N`` of a CSV file (blank
+    lines skipped, as pandas does; quoted line breaks counted), ``row N`` of a Parquet file."""
+    if data_format(path) == "csv":
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                reader = csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+                row, end = -1, 0  # the header is row -1
+                for record in reader:
+                    start, end = end + 1, reader.line_num
+                    if not record:
+                        continue
+                    if row == index:
+                        return f"line {start}"
+                    row += 1
+        except (OSError, UnicodeDecodeError, csv.Error):
+            pass
+    return f"row {index + 1}"
+
+
+def _first(mask: Any) -> int:
+    import numpy as np
+
+    return int(np.flatnonzero(np.asarray(mask))[0])
+
+
+def _check_infinite(values: Any, column: str, path: Path, what: str) -> None:
+    """ConfigError for the first infinite number in a numeric column."""
+    import numpy as np
+
+    numbers = np.asarray(values, dtype="float64")
+    infinite = np.isinf(numbers)
+    if infinite.any():
+        i = _first(infinite)
+        raise ConfigError(
+            f"{what}: column '{column}' has an infinite value ({'-inf' if numbers[i] < 0 else 'inf'}) "
+            f"on {row_location(path, i)} of {path.name}",
+            hint="replace it with a finite number (numbers beyond ±1.8e308 read as infinite), or "
+                 + ("drop that row" if what == "train.target" else "leave the cell empty for a missing value"))
+
+
+def _check_features(X: Any, path: Path) -> None:  # noqa: N803
+    """Each feature column holds something, and numbers are finite and not mixed with stray words."""
+    import pandas as pd
+
+    for name in X.columns:
+        col = X[name]
+        present = col.notna().to_numpy()
+        if not present.any():
+            raise ConfigError(f"train.features: column '{name}' of {path.name} is empty (no value on any row)",
+                              hint="fill it in, or leave it out of train.features")
+        kind = _kind(col)
+        if kind in ("int", "float"):
+            _check_infinite(col.to_numpy(dtype="float64", na_value=float("nan")), str(name), path, "train.data")
+        elif kind == "string":
+            numbers = pd.to_numeric(col.astype("object"), errors="coerce").to_numpy(dtype="float64")
+            numeric = present & ~pd.isna(numbers)
+            stray = present & pd.isna(numbers)
+            if numeric.any() and 0 < stray.sum() <= STRAY_TEXT_SHARE * present.sum():
+                i = _first(stray)
+                raise ConfigError(
+                    f"train.data: column '{name}' holds numbers, but '{col.iloc[i]}' on "
+                    f"{row_location(path, i)} of {path.name} is not a number"
+                    + (f" ({int(stray.sum())} such cells)" if stray.sum() > 1 else ""),
+                    hint="correct it, or leave the cell empty for a missing value")
+
+
 def prepare(df: Any, spec: TrainSpec, path: Path) -> PreparedData:
     """Select features and target, checking them against the task."""
     import numpy as np
@@ -176,6 +248,8 @@ def prepare(df: Any, spec: TrainSpec, path: Path) -> PreparedData:
                           hint="drop or fill those rows first")
     kind = _kind(y)
     classes: list[Any] | None = None
+    if kind in ("int", "float"):
+        _check_infinite(y.to_numpy(dtype="float64"), target, path, "train.target")
     if task == "classification":
         if kind == "float":
             values = y.to_numpy(dtype=float)
@@ -209,4 +283,5 @@ def prepare(df: Any, spec: TrainSpec, path: Path) -> PreparedData:
         raise ConfigError(
             f"train.features: unsupported column type(s): {', '.join(f'{c} ({X[c].dtype})' for c in bad)}",
             hint="use numeric, boolean or text columns (convert dates to numbers first), or leave them out")
+    _check_features(X, path)
     return PreparedData(X=X, y=y, features=features, task=task, classes=classes)

@@ -10,6 +10,12 @@ A server that does not answer raises :class:`~mlctl.core.errors.ServiceUnavailab
 before any work starts; MLflow errors are mapped onto mlctl's error types by
 :func:`mlflow_errors`.
 
+An embedded SQLite store is created (its schema migrated by MLflow) by the first process that
+opens it, under an inter-process lock (:func:`mlctl.core.locks.store_lock`), so several
+``mlctl train`` started at once in a fresh project wait for one another instead of racing
+through the migrations. A store that cannot be written is refused before any work starts, with
+one line naming the file and the cause.
+
 >>> resolve_uri("sqlite:///.mlctl/mlflow.db", Path("/p"))
 'sqlite:////p/.mlctl/mlflow.db'
 >>> resolve_uri("http://127.0.0.1:5000/", Path("/p"))
@@ -18,9 +24,11 @@ before any work starts; MLflow errors are mapped onto mlctl's error types by
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import platform
+import sqlite3
 import subprocess
 import urllib.error
 import urllib.parse
@@ -32,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from mlctl.core.config import LoadedConfig
-from mlctl.core.errors import MlctlError, NotFound, OperationFailed, ServiceUnavailable
+from mlctl.core.errors import MlctlError, NotFound, OperationFailed, ServiceUnavailable, StateError
+from mlctl.core.locks import check_writable, store_lock
 
 ARTIFACTS_DIR = "mlartifacts"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -67,6 +76,20 @@ def resolve_uri(uri: str, root: Path) -> str:
         rel = uri[len("file:"):].lstrip("/") if uri.startswith("file://") else uri[len("file:"):]
         return (root / rel).resolve().as_uri()
     return sqlalchemy_url(uri)
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of an ``sqlite:///`` URI (None for other stores and in-memory SQLite).
+
+    >>> sqlite_file("sqlite:////p/.mlctl/mlflow.db")
+    PosixPath('/p/.mlctl/mlflow.db')
+    >>> sqlite_file("http://127.0.0.1:5000") is None
+    True
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(rest) if rest and rest != ":memory:" else None
 
 
 def is_server(uri: str) -> bool:
@@ -108,20 +131,42 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
 def quiet_mlflow(verbose: bool = False) -> None:
     """Keep MLflow, Alembic and Optuna chatter off stderr (shown with --verbose).
 
-    Call it after importing mlflow: importing it configures its own logger.
+    Call it after importing mlflow: importing it configures its own logger. Without ``verbose``
+    nothing of theirs reaches stderr, errors included: mlctl reports the failure itself, in one
+    line (or one JSON document).
     """
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout holds only mlctl's document
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-    level = logging.INFO if verbose else logging.WARNING
+    level = logging.INFO if verbose else logging.CRITICAL + 1
     for name in ("mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(level)
 
 
 def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+
+
+_READONLY_MARKS = ("readonly database", "read-only file system", "unable to open database file")
+
+
+def _unwritable(uri: str, text: str) -> StateError | None:
+    """The one-line error for a store that turned out not to be writable (None: not that)."""
+    low = text.lower()
+    if not any(m in low for m in _READONLY_MARKS):
+        return None
+    db = sqlite_file(uri)
+    if db is None:
+        line = next(ln for ln in text.splitlines() if any(m in ln.lower() for m in _READONLY_MARKS))
+        return StateError(f"the MLflow tracking store {redact(uri)} is read-only: {line.strip()}")
+    try:
+        check_writable(db, what="MLflow tracking store")
+    except StateError as exc:
+        return exc
+    return StateError(f"cannot write to the MLflow tracking store {db}: read-only database",
+                      hint="check the permissions of the file and its folder")
 
 
 @contextmanager
@@ -134,6 +179,9 @@ def mlflow_errors(uri: str) -> Iterator[None]:
     except MlctlError:
         raise
     except MlflowException as exc:
+        unwritable = _unwritable(uri, exc.message)
+        if unwritable is not None:
+            raise unwritable from exc
         message = _first_line(exc.message)
         if any(s in exc.message for s in ("Max retries exceeded", "Connection refused", "ConnectionError",
                                           "Failed to establish")):
@@ -149,7 +197,19 @@ def mlflow_errors(uri: str) -> Iterator[None]:
 
         if isinstance(exc, requests.exceptions.ConnectionError):
             raise ServiceUnavailable(f"MLflow tracking server at {redact(uri)} is unreachable: {exc}") from None
+        if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+            where = exc.filename or redact(uri)
+            raise StateError(f"cannot access {where}: {(exc.strerror or str(exc)).lower()}",
+                             hint="check the permissions of .mlctl/ and the files in it") from exc
         raise
+    except Exception as exc:  # SQLAlchemy errors MLflow lets through
+        if not type(exc).__module__.startswith("sqlalchemy"):
+            raise
+        unwritable = _unwritable(uri, str(exc))
+        if unwritable is not None:
+            raise unwritable from exc
+        raise OperationFailed(f"MLflow store {redact(uri)}: {_first_line(str(exc))}",
+                              hint="rerun with --verbose for details") from exc
 
 
 @dataclass
@@ -200,23 +260,58 @@ def connect(loaded: LoadedConfig, *, verbose: bool = False, create: bool = True)
     check_reachable(uri)
     quiet_mlflow(verbose)  # environment first: mlflow reads some of it at import
     artifact_root = None
+    db = sqlite_file(uri)
     if not is_server(uri):
-        if uri.startswith("sqlite:///"):
-            db = Path(uri[len("sqlite:///"):])
+        if db is not None:
             if not create and not db.exists():
                 raise NotFound(f"no models are registered yet (no tracking store at {db})",
                                hint="run `mlctl train --register NAME` first, or pass --tracking-uri")
-            db.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                check_writable(db, what="MLflow tracking store")
         folder = loaded.state_dir / ARTIFACTS_DIR
         if create:
+            check_writable(folder, what="MLflow artifact folder", database=False)
             folder.mkdir(parents=True, exist_ok=True)
         artifact_root = folder.resolve().as_uri()
     from mlflow import MlflowClient
 
     quiet_mlflow(verbose)  # again: importing mlflow reset its logger's level
     with mlflow_errors(uri):
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        if db is not None:
+            client = _embedded_client(MlflowClient, uri, db, create)
+        else:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return Tracking(uri=uri, client=client, artifact_root=artifact_root)
+
+
+def _mlflow_tables_exist(db: Path) -> bool:
+    """Whether MLflow's schema is in ``db`` (read with the standard library, in milliseconds)."""
+    if not db.is_file() or db.stat().st_size == 0:
+        return False
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {"alembic_version", "experiments", "runs", "registered_models"} <= names
+
+
+def _embedded_client(client_cls: Any, uri: str, db: Path, create: bool) -> Any:
+    """An MLflow client on an SQLite file, which the first process to open it creates while the
+    others wait (mlctl only creates it under the exclusive lock, so a store seen with its tables
+    under the shared lock is complete). A reader that cannot create the lock file (a read-only
+    project) goes on without it."""
+    what = f"the MLflow tracking store {db}"
+    with store_lock(db, required=create, what=what, shared=True):
+        if _mlflow_tables_exist(db):
+            return client_cls(tracking_uri=uri, registry_uri=uri)
+    with store_lock(db, required=create, what=what):
+        client = client_cls(tracking_uri=uri, registry_uri=uri)  # creates and migrates the schema
+        client.search_registered_models(max_results=1)  # opens the registry's store too
+        return client
 
 
 def git_commit(root: Path) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import CheckFailed, UsageError
+from mlctl.core.locks import check_writable
 from mlctl.core.output import log, progress
 from mlctl.core.state import STATE_FILE, StateStore, utcnow
 from mlctl.lifecycle import gates as gates_mod
@@ -39,8 +40,8 @@ from mlctl.lifecycle.data import DatasetFingerprint, check_columns, read_columns
 from mlctl.lifecycle.estimators import BUILTINS, is_custom, is_torch
 from mlctl.lifecycle.registry import CHALLENGER, TAG_FLAVOR, TAG_PATH, TAG_SHA256, RegisteredVersion
 from mlctl.lifecycle.spec import CHAMPION_GATE, TrainSpec, check_model_name_syntax
-from mlctl.lifecycle.tracking import redact, resolve_uri
-from mlctl.lifecycle.tune import DEFAULT_TUNE_FOLDS, TuningSummary, storage_url
+from mlctl.lifecycle.tracking import redact, resolve_uri, sqlite_file
+from mlctl.lifecycle.tune import DEFAULT_TUNE_FOLDS, OPTUNA_DB, TuningSummary, storage_url
 
 MODEL_ARTIFACT_DIR = "model"
 
@@ -175,7 +176,7 @@ def plan_training(loaded: LoadedConfig, options: TrainOptions | None = None) -> 
         space = search_space(spec, options.params)
         tuning = {"trials": options.tune, "timeout": options.timeout,
                   "storage": redact(storage_url(loaded.root, options.tune_storage)) if options.tune_storage else
-                  str(loaded.state_dir / "optuna.db"), "folds": spec.cv or DEFAULT_TUNE_FOLDS,
+                  str(loaded.state_dir / OPTUNA_DB), "folds": spec.cv or DEFAULT_TUNE_FOLDS,
                   "metric": spec.resolved_primary_metric(), "search_space": {k: v.model_dump(exclude_none=True)
                                                                              for k, v in space.items()}}
         steps.append(f"tune: {options.tune} Optuna trials (TPE, median pruning), each a nested run")
@@ -256,6 +257,13 @@ def _train(loaded: LoadedConfig, options: TrainOptions, *, verbose: bool) -> Tra
 
     from mlctl.lifecycle.tracking import connect, environment, git_commit, mlflow_errors
 
+    # Every embedded store the run writes must be writable: say so now, naming the file, not
+    # half-way through a run.
+    check_writable(loaded.state_dir / STATE_FILE, what="state file")
+    if options.tune:
+        study_db = sqlite_file(options.tune_storage) if options.tune_storage else loaded.state_dir / OPTUNA_DB
+        if study_db is not None:
+            check_writable(study_db, what="Optuna study store")
     tr = connect(loaded, verbose=verbose)  # fails fast (exit 4) when a server does not answer
 
     from mlctl.lifecycle.data import fingerprint, load_table, prepare

@@ -10,7 +10,9 @@ The study lives in embedded SQLite (``<project>/.mlctl/optuna.db``) by default, 
 given by ``--tune-storage`` (e.g. ``postgresql://user@host/db``), so several processes or machines
 work on one study at the same time: the study name is derived from the experiment, the model, the
 primary metric and the dataset's hash, and the study is opened with ``load_if_exists``. Each
-process runs its own ``n_trials``; the best trial of the whole study wins.
+process runs its own ``n_trials``; the best trial of the whole study wins. An SQLite storage is
+created under an inter-process lock (:func:`mlctl.core.locks.store_lock`), so processes that
+start together on a fresh file wait for the first one to create Optuna's tables.
 
 >>> study_name("default", "random_forest", "f1", "ab" * 32)
 'default.random_forest.f1.abababababab'
@@ -28,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlctl.core.errors import OperationFailed, UsageError
+from mlctl.core.errors import MlctlError, OperationFailed, StateError, UsageError
+from mlctl.core.locks import check_writable, store_lock
 from mlctl.lifecycle.estimators import default_search_space, is_custom
 from mlctl.lifecycle.metrics import higher_is_better
 from mlctl.lifecycle.spec import ParamSpace, TrainSpec
-from mlctl.lifecycle.tracking import redact, sqlalchemy_url
+from mlctl.lifecycle.tracking import redact, sqlalchemy_url, sqlite_file
 
 OPTUNA_DB = "optuna.db"
 DEFAULT_TUNE_FOLDS = 3
@@ -154,15 +157,23 @@ def _creation_race(exc: Exception) -> bool:
 
 
 def _open_study(optuna: Any, name: str, storage: str, direction: str, pruner: Any) -> Any:
-    """Create or load the study, retrying the schema-creation race of concurrent first starts."""
+    """Create or load the study, retrying the schema-creation race of concurrent first starts.
+
+    An SQLite file is created under a file lock instead: the race cannot happen there.
+    """
     import time
+    from contextlib import nullcontext
 
     from mlctl.core.errors import ServiceUnavailable
 
+    db = sqlite_file(storage)
     for attempt in range(_CREATE_ATTEMPTS):
         try:
-            return optuna.create_study(study_name=name, storage=storage, direction=direction, pruner=pruner,
-                                       load_if_exists=True)
+            with store_lock(db, what=f"the Optuna study store {db}") if db is not None else nullcontext():
+                return optuna.create_study(study_name=name, storage=storage, direction=direction, pruner=pruner,
+                                           load_if_exists=True)
+        except MlctlError:  # the store's lock could not be taken
+            raise
         except ImportError as exc:
             raise OperationFailed(f"--tune-storage {redact(storage)}: missing database driver: {exc}",
                                   hint="pip install 'mlctl[postgres]' for PostgreSQL") from exc
@@ -170,6 +181,10 @@ def _open_study(optuna: Any, name: str, storage: str, direction: str, pruner: An
             if _creation_race(exc) and attempt < _CREATE_ATTEMPTS - 1:
                 time.sleep(0.2 * (attempt + 1))
                 continue
+            if db is not None and any(m in str(exc).lower() for m in ("readonly database", "unable to open")):
+                check_writable(db, what="Optuna study store")  # names the file and the cause
+                raise StateError(f"cannot write to the Optuna study store {db}: {str(exc).splitlines()[0]}",
+                                 hint="check the permissions of the file and its folder") from None
             raise ServiceUnavailable(f"cannot open the Optuna study storage {redact(storage)}: "
                                      f"{str(exc).splitlines()[0]}",
                                      hint="check --tune-storage and that the database server runs") from None

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlctl.core.services import free_port
+from mlctl.core.proc import free_port
 
 TRAIN_KEYS = {"run_id", "experiment", "metrics", "params", "dataset", "gates", "registered", "artifact_sha256",
               "tuning"}
@@ -264,3 +264,49 @@ def test_help_imports_nothing_heavy(args: list[str], project: Path) -> None:
     from tests.commands.test_fast_start import HEAVY, loaded
 
     assert loaded(args, project, HEAVY) == {"code": 0, "heavy": []}
+
+
+@pytest.mark.parametrize(("cell", "message"), [
+    ("inf", "train.data: column 'x2' has an infinite value (inf) on line 7 of train.csv"),
+    ("abc", "train.data: column 'x2' holds numbers, but 'abc' on line 7 of train.csv is not a number"),
+])
+def test_a_bad_cell_exits_2_naming_column_and_line(cli, proj: Path, cell: str, message: str) -> None:
+    path = proj / "data" / "train.csv"
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[6].split(",")
+    row[header.index("x2")] = cell
+    lines[6] = ",".join(row)
+    path.write_text("\n".join(lines) + "\n")
+    r = cli("train", "-o", "json")
+    assert r.code == 2 and r.out == ""
+    assert json.loads(r.err)["error"] == {"type": "ConfigError", "message": message,
+                                          "hint": json.loads(r.err)["error"]["hint"]}
+    assert not (proj / ".mlctl" / "state.db").exists()
+
+
+def test_a_read_only_store_is_one_json_error(cli, proj: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated permission denied on .mlctl (root ignores file modes; the real thing runs in
+    tests/integration/test_embedded_stores.py): exit 1, stderr one JSON document naming the file
+    and the cause, no MLflow log lines, no traceback, no run."""
+    from mlctl.core import locks
+
+    state = proj / ".mlctl"
+    monkeypatch.setattr(locks, "_can_write", lambda p: not Path(p).resolve().is_relative_to(state.resolve()))
+
+    def runs() -> int:
+        with sqlite3.connect(state / "mlflow.db") as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    runs_before = runs()
+    message = f"cannot create the state file {state / 'state.db'}: {state}: permission denied"
+    r = cli("train", "-o", "json")
+    assert r.code == 1 and r.out == ""
+    assert json.loads(r.err) == {"error": {
+        "type": "StateError", "message": message,
+        "hint": "make .mlctl/ and the files in it writable by this user (chmod u+w), or work in a writable copy"}}
+    assert len(r.err.strip().splitlines()) == 1
+    text = cli("train")
+    assert text.code == 1 and text.err.splitlines()[0] == f"Error: {message}"
+    assert runs() == runs_before
+    assert not (state / "state.db").exists()

@@ -51,7 +51,16 @@ def _engine(name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     try:
         yield svc
     finally:
+        stopping = time.monotonic()
         svc.stop()
+        _report(f"{name} stopped in {time.monotonic() - stopping:.1f}s")
+
+
+def _report(text: str) -> None:
+    """A line in the run's log even while pytest captures output (session teardown is otherwise silent)."""
+    import sys
+
+    sys.__stderr__.write(f"\n[engines] {text}\n")
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +142,9 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:  # 
     try:
         yield KubeAPI(url=url, kubeconfig=kubeconfig, token=token, pid=svc.pid)
     finally:
+        stopping = time.monotonic()
         svc.stop()
+        _report(f"kube-apiserver (test) stopped in {time.monotonic() - stopping:.1f}s")
 
 
 # --------------------------------------------------------------------------- MLflow server on PostgreSQL
@@ -196,7 +207,9 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]
     finally:
         next(engine, None)  # stops dockerd (its containers stop with it)
         if svc.pid is not None:
+            releasing = time.monotonic()
             release_docker_dirs(getattr(svc, "info", {}))
+            _report(f"docker folders removed in {time.monotonic() - releasing:.1f}s")
 
 
 @pytest.fixture(scope="session")

@@ -113,3 +113,81 @@ def test_continuous_target_hint_names_the_fix(csv_file: Path) -> None:
     with pytest.raises(ConfigError) as info:
         data.prepare(_frame().assign(label=np.linspace(0, 1, 40)), _spec(), csv_file)
     assert info.value.hint == "set train.task: regression, or use a column of class labels"
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "train.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _rows(n: int = 12, **cells: str) -> str:
+    """A CSV text: header x1,x2,city,label and n rows; ``cells`` sets "column@row" (0-based) to a raw value."""
+    lines = ["x1,x2,city,label"]
+    for i in range(n):
+        row = {"x1": f"{i / n:.3f}", "x2": str(i % 4), "city": "ab"[i % 2], "label": "yn"[i % 2]}
+        for key, value in cells.items():
+            col, at = key.split("_at_")
+            if int(at) == i:
+                row[col] = value
+        lines.append(",".join(row.values()))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "spec_kw", "message"), [
+    (_rows(x1_at_6="inf"), {}, "train.data: column 'x1' has an infinite value (inf) on line 8 of train.csv"),
+    (_rows(x2_at_0="-inf"), {}, "train.data: column 'x2' has an infinite value (-inf) on line 2 of train.csv"),
+    (_rows(x1_at_3="1e999"), {}, "train.data: column 'x1' has an infinite value (inf) on line 5 of train.csv"),
+    (_rows(x1_at_3="Infinity"), {}, "train.data: column 'x1' has an infinite value (inf) on line 5 of train.csv"),
+    (_rows(x2_at_4="abc"), {}, "train.data: column 'x2' holds numbers, but 'abc' on line 6 of train.csv is not a "
+                               "number"),
+    (_rows(30, x2_at_4="?", x2_at_9="n.a."), {}, "train.data: column 'x2' holds numbers, but '?' on line 6 of "
+                                             "train.csv is not a number (2 such cells)"),
+    ("x1,x2,city,label\n" + "".join(f"{i},,a,{'yn'[i % 2]}\n" for i in range(6)), {},
+     "train.features: column 'x2' of train.csv is empty (no value on any row)"),
+    ("x1,x2,city,label\n" + "".join(f"{i},1,,{'yn'[i % 2]}\n" for i in range(6)), {},
+     "train.features: column 'city' of train.csv is empty (no value on any row)"),
+    (_rows(x1_at_2="inf"), {"target": "x1", "task": "regression", "features": ["x2"]},
+     "train.target: column 'x1' has an infinite value (inf) on line 4 of train.csv"),
+    (_rows(x1_at_2="-inf"), {"target": "x1", "features": ["x2"]},
+     "train.target: column 'x1' has an infinite value (-inf) on line 4 of train.csv"),
+    ("x1,x2,city,label\n", {}, "train.data: train.csv has no rows"),
+    (_rows().replace(",label", ",lbl"), {}, "train.target: column 'label' not found in train.csv"),
+])
+def test_bad_values_name_the_column_and_the_line(tmp_path: Path, text: str, spec_kw: dict, message: str) -> None:
+    path = _csv(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        data.prepare(data.load_table(path), _spec(data="train.csv", **spec_kw), path)
+    assert info.value.message == message
+    assert info.value.exit_code == 2
+
+
+def test_an_empty_csv_is_a_config_error(tmp_path: Path) -> None:
+    for text in ("", "\n\n"):
+        path = _csv(tmp_path, text)
+        with pytest.raises(ConfigError, match="is empty .no header row.") as info:
+            data.read_columns(path)
+        assert info.value.exit_code == 2
+        with pytest.raises(ConfigError, match="cannot read"):
+            data.load_table(path)
+
+
+def test_line_numbers_count_blank_lines_and_quoted_line_breaks(tmp_path: Path) -> None:
+    path = _csv(tmp_path, 'x1,x2,city,label\n0.1,1,"two\nlines",y\n\n0.2,inf,a,n\n0.3,2,b,y\n')
+    with pytest.raises(ConfigError, match="column 'x2' has an infinite value .inf. on line 5 of train.csv"):
+        data.prepare(data.load_table(path), _spec(data="train.csv"), path)
+    assert data.row_location(path, 2) == "line 6"
+    assert data.row_location(path, 99) == "row 100"  # past the end: the row number
+    pq = tmp_path / "t.parquet"
+    data.load_table(_csv(tmp_path, _rows(x1_at_4="inf"))).to_parquet(pq)
+    with pytest.raises(ConfigError, match="column 'x1' has an infinite value .inf. on row 5 of t.parquet"):
+        data.prepare(data.load_table(pq), _spec(data="t.parquet"), pq)
+
+
+def test_text_columns_gaps_and_mostly_text_columns_are_fine(tmp_path: Path) -> None:
+    """Missing numbers are imputed later, and a column of words with some numbers in it is text."""
+    text = _rows(x1_at_2="", x2_at_5="")
+    text = text.replace(",a,", ",12,").replace(",b,", ",street,")  # half numbers, half words: text
+    path = _csv(tmp_path, text)
+    prepared = data.prepare(data.load_table(path), _spec(data="train.csv"), path)
+    assert list(prepared.X.columns) == ["x1", "x2", "city"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlctl.core.errors import NotFound, OperationFailed, ServiceUnavailable
-from mlctl.core.services import free_port
+from mlctl.core.proc import free_port
 from mlctl.lifecycle import tracking
 
 
@@ -64,3 +64,73 @@ def test_git_commit(tmp_path: Path) -> None:
 def test_environment_names_the_versions() -> None:
     env = tracking.environment()
     assert {"python", "platform", "mlctl", "scikit-learn", "mlflow", "numpy", "pandas", "skops", "optuna"} <= set(env)
+
+
+def test_sqlite_file() -> None:
+    assert tracking.sqlite_file("sqlite:////p/.mlctl/mlflow.db") == Path("/p/.mlctl/mlflow.db")
+    assert tracking.sqlite_file("sqlite:////p/x.db?timeout=5") == Path("/p/x.db")
+    assert tracking.sqlite_file("sqlite:///:memory:") is None
+    assert tracking.sqlite_file("postgresql+psycopg://u@h/db") is None
+
+
+def test_mlflow_and_alembic_logs_stay_off_stderr_unless_verbose() -> None:
+    import logging
+
+    tracking.quiet_mlflow(verbose=False)
+    try:
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "optuna"):
+            assert not logging.getLogger(name).isEnabledFor(logging.ERROR)  # mlctl reports the error itself
+        tracking.quiet_mlflow(verbose=True)
+        assert logging.getLogger("mlflow.store.db.utils").isEnabledFor(logging.INFO)
+    finally:
+        tracking.quiet_mlflow(verbose=False)
+
+
+READONLY = ("(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush block)\n"
+            "(sqlite3.OperationalError) attempt to write a readonly database\n[SQL: INSERT INTO runs ...]")
+
+
+def test_a_read_only_store_is_one_line_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import OperationalError
+
+    from mlctl.core import locks
+    from mlctl.core.errors import StateError
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"")
+    uri = f"sqlite:///{db}"
+    with pytest.raises(StateError, match=f"cannot write to the MLflow tracking store {db}: read-only database"):
+        with tracking.mlflow_errors(uri):
+            raise MlflowException(READONLY)
+    monkeypatch.setattr(locks, "_can_write", lambda p: False)  # as a user without the permission
+    with pytest.raises(StateError) as info:
+        with tracking.mlflow_errors(uri):
+            raise MlflowException(READONLY)
+    assert info.value.message == f"cannot write to the MLflow tracking store {db}: permission denied"
+    with pytest.raises(StateError, match=f"cannot write to the MLflow tracking store {db}: permission denied"):
+        with tracking.mlflow_errors(uri):  # SQLAlchemy's own error, not wrapped by MLflow
+            raise OperationalError("INSERT", {}, Exception("attempt to write a readonly database"))
+    with pytest.raises(OperationFailed, match="MLflow store sqlite:///.*: .*table experiments already exists"):
+        with tracking.mlflow_errors(uri):
+            raise OperationalError("CREATE TABLE", {}, Exception("table experiments already exists"))
+    with pytest.raises(StateError, match="cannot access /p/.mlctl/mlartifacts/x: permission denied"):
+        with tracking.mlflow_errors(uri):
+            raise PermissionError(13, "Permission denied", "/p/.mlctl/mlartifacts/x")
+
+
+def test_connect_refuses_an_unwritable_store_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlctl.core import locks
+    from mlctl.core.config import load_config
+    from mlctl.core.errors import StateError
+
+    (tmp_path / "mlctl.yaml").write_text("project:\n  name: p\n", encoding="utf-8")
+    (tmp_path / ".mlctl").mkdir()
+    db = tmp_path / ".mlctl" / "mlflow.db"
+    db.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(locks, "_can_write", lambda p: Path(p) != db)
+    with pytest.raises(StateError) as info:
+        tracking.connect(load_config())
+    assert info.value.message == f"cannot write to the MLflow tracking store {db.resolve()}: permission denied"
+    assert not (tmp_path / ".mlctl" / ".mlflow.db.lock").exists()

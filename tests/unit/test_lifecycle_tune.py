@@ -128,3 +128,45 @@ def test_open_study_retries_the_schema_creation_race(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(optuna, "create_study", down)
     with pytest.raises(ServiceUnavailable, match="connection refused"):
         tune_mod._open_study(optuna, "s", "postgresql://u:secret@127.0.0.1:1/db", "maximize", None)
+
+
+def test_an_sqlite_study_store_is_created_under_its_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from mlctl.core.locks import FileLock, lock_path
+    from mlctl.lifecycle import tune as tune_mod
+
+    db = tmp_path / ".mlctl" / "optuna.db"
+    held: list[bool] = []
+    real = optuna.create_study
+
+    def spy(**kwargs: object) -> object:
+        held.append(str(lock_path(db).resolve()) in FileLock._held)
+        return real(**kwargs)
+
+    monkeypatch.setattr(optuna, "create_study", spy)
+    tune_mod._open_study(optuna, "s", tune_mod.storage_url(tmp_path, None), "maximize", None)
+    assert held == [True] and lock_path(db).exists()
+
+
+def test_concurrent_first_studies_on_one_new_sqlite_file(tmp_path: Path) -> None:
+    """Four processes open the same study on a file that does not exist yet: all succeed, one study."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import optuna
+
+    storage = tune.storage_url(tmp_path, None)
+    worker = textwrap.dedent(f"""
+        import optuna
+        from mlctl.lifecycle.tune import _open_study
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = _open_study(optuna, "shared", {storage!r}, "maximize", None)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", worker], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errs = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errs
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.study_name == "shared" and summary.n_trials == 8

@@ -203,3 +203,129 @@ def test_migrates_a_version_2_file_forward(tmp_path: Path) -> None:
         assert queued["payload"] == {"labels": {"a": "1"}} and queued["status"] == "pending"
         assert queued["attempts"] == 0
         assert set(store.counts()) == {"runs", "releases", "deployments", "alerts"}  # the outbox is internal
+
+
+def _old_file(path: Path, version: int) -> None:
+    conn = sqlite3.connect(path)
+    for statements in st.MIGRATIONS[:version]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+
+
+def test_readonly_open_reads_and_never_writes(tmp_path: Path) -> None:
+    folder = tmp_path / ".mlctl"
+    path = folder / "state.db"
+    with StateStore(path) as store:
+        store.insert("runs", run_row(1))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with StateStore(path, readonly=True) as store:
+        assert store.counts()["runs"] == 1
+        assert [r["id"] for r in store.select("runs")] == ["r1"]
+        with pytest.raises(StateError, match="opened read-only"):
+            store.insert("runs", run_row(2))
+        with pytest.raises(StateError, match="opened read-only"):
+            store.update("runs", {"id": "r1"}, {"status": "failed"})
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+    assert read_counts(path) == {"runs": 1, "releases": 0, "deployments": 0, "alerts": 0}
+
+
+def test_readonly_open_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state file"):
+        StateStore(tmp_path / ".mlctl" / "state.db", readonly=True).connect()
+    assert not (tmp_path / ".mlctl").exists()
+
+
+def test_readonly_open_never_migrates(tmp_path: Path) -> None:
+    """An older schema is refused with a clear error and left as it is; a newer one as before."""
+    path = tmp_path / "state.db"
+    _old_file(path, 2)
+    with pytest.raises(StateError, match="schema version 2, older than this mlctl's .3.; it was opened read-only, "
+                                         "so it was not migrated") as info:
+        StateStore(path, readonly=True).connect()
+    assert "migrates it" in (info.value.hint or "")
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert not (tmp_path / ".state.db.lock").exists()
+    sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.commit()
+    with pytest.raises(StateError, match="schema version 99, newer"):
+        StateStore(path, readonly=True).connect()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    with pytest.raises(StateError, match="corrupt"):
+        StateStore(garbage, readonly=True).connect()
+
+
+def test_migration_happens_under_the_store_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlctl.core.locks import FileLock, lock_path
+
+    path = tmp_path / "state.db"
+    _old_file(path, 1)
+    held: list[bool] = []
+    real = StateStore._migrate
+
+    def spy(self: StateStore, conn: sqlite3.Connection) -> None:
+        held.append(str(lock_path(path).resolve()) in FileLock._held)
+        real(self, conn)
+
+    monkeypatch.setattr(StateStore, "_migrate", spy)
+    with StateStore(path) as store:
+        assert store.schema_version == st.SCHEMA_VERSION
+    assert held == [True]
+    with StateStore(path):  # up to date: no lock needed
+        pass
+    assert held == [True, False]
+
+
+def test_a_store_that_refuses_writes_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite says "attempt to write a readonly database"; mlctl names the file and the cause."""
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    store.connect().execute("PRAGMA query_only = ON")  # what a read-only file looks like to SQLite
+    with pytest.raises(StateError, match=f"cannot write to the state file {path}: attempt to write a readonly"):
+        store.insert("runs", run_row(1))
+    from mlctl.core import locks
+
+    monkeypatch.setattr(locks, "_can_write", lambda p: False)  # and as a user without the permission
+    with pytest.raises(StateError) as info:
+        store.insert("runs", run_row(1))
+    assert info.value.message == f"cannot write to the state file {path}: permission denied"
+    store.close()
+
+
+def test_a_read_only_store_for_real(tmp_path: Path) -> None:
+    """chmod 555 .mlctl; chmod 444 state.db: reading works (no "attempt to write a readonly
+    database"), writing is one clear error, as a user who cannot override permissions."""
+    from tests.support.readonly import make_read_only, make_writable, unprivileged
+
+    prefix = unprivileged()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be enforced")
+    folder = tmp_path / ".mlctl"
+    path = folder / "state.db"
+    with StateStore(path) as store:
+        store.insert("runs", run_row(1))
+    make_read_only(folder)
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from mlctl.core.errors import StateError
+        from mlctl.core.state import StateStore, read_counts
+        path = Path({str(path)!r})
+        print(read_counts(path)["runs"])
+        with StateStore(path, readonly=True) as store:
+            print(store.select("runs")[0]["id"])
+        try:
+            StateStore(path).insert("runs", {{"id": "r2", "kind": "t", "status": "ok", "started_at": "t"}})
+        except StateError as exc:
+            print(exc.message)
+    """)
+    try:
+        r = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    finally:
+        make_writable(folder)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:2] == ["1", "r1"]
+    assert r.stdout.splitlines()[2] in (f"cannot write to the state file {path}: permission denied",
+                                        f"cannot write to the state file {path}: its folder {folder} is not "
+                                        "writable (permission denied)")
