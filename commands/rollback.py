@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, YesOpt, load
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, WideOpt, YesOpt, load
 from mlctl.core.output import OutputFormat, message, render, ui
 
 
@@ -49,17 +49,25 @@ def rollback(
 def releases(
     name: Annotated[str, typer.Argument(help="Deployment name.")],
     output: OutputOpt = OutputFormat.table,
+    wide: WideOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """List a deployment's releases, oldest first.
 
+    The table shows a short digest and each release's age; --wide adds the creation time, what it
+    rolled back and the whole SHA-256.
+
     Example: mlctl releases fraud -o json
     """
     from mlctl.lifecycle.releases import list_releases
+    from mlctl.status import age
 
     rows = list_releases(name, load())
     table = [{"rev": r.revision, "model": f"{r.model}:{r.version}" + (f"@{r.alias}" if r.alias else ""),
-              "target": r.target, "status": r.status, "created": r.created_at[:19].replace("T", " "),
-              "digest": (r.digest or "")[:12], "rollback of": r.rollback_of} for r in rows]
-    render(rows, title=f"releases of {name}", table_data=table)
+              "target": r.target, "status": r.status, "age": age(r.created_at), "digest": (r.digest or "")[:7],
+              "created": r.created_at[:19].replace("T", " "), "rollback of": r.rollback_of,
+              "sha256": r.digest} for r in rows]
+    render(rows, title=f"releases of {name}", table_data=table,
+           columns=["rev", "model", "target", "status", "age", "digest"],
+           wide_columns=["created", "rollback of", "sha256"])

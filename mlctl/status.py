@@ -45,11 +45,17 @@ class ProjectStatus:
         rows.update({name: n for name, n in self.counts.items()})
         return rows
 
+    #: columns of the deployments table that only ``--wide`` shows
+    DEPLOYMENT_WIDE = ("target", "url")
+
     def deployment_rows(self) -> list[dict[str, object]]:
-        return [{"deployment": d["name"], "target": d["target"],
-                 "model": d["model"] + (f"@{d['alias']}" if d.get("alias") else ""), "version": d["version"],
-                 "replicas": f"{d['replicas_ready']}/{d['replicas_desired']}", "endpoint": d["endpoint"],
-                 "health": d["health"], "age": _age(d.get("age_s"))} for d in self.deployments]
+        """One row per deployment: NAME:VERSION@ALIAS as one cell, the endpoint without its scheme
+        (``url`` has it, under ``--wide``), and a relative age, so a row fits 80 columns."""
+        return [{"deployment": d["name"],
+                 "model": f"{d['model']}:{d['version']}" + (f"@{d['alias']}" if d.get("alias") else ""),
+                 "ready": f"{d['replicas_ready']}/{d['replicas_desired']}", "health": d["health"],
+                 "endpoint": _short_url(d["endpoint"]), "age": _age(d.get("age_s")),
+                 "target": d["target"], "url": d["endpoint"]} for d in self.deployments]
 
     def run_rows(self) -> list[dict[str, object]]:
         return [{"run": r["id"][:12], "kind": r["kind"], "name": r["name"], "status": r["status"],
@@ -57,6 +63,18 @@ class ProjectStatus:
                  "metrics": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in list((r.get("metrics") or {}).items())[:4])}
                 for r in self.latest_runs]
+
+
+def age(stamp: str | None) -> str:
+    """How long ago an ISO-8601 time was, as a table shows it (``45s``, ``3m``, ``2h``, ``5d``)."""
+    return _age(_seconds_since(stamp))
+
+
+def _short_url(url: str | None) -> str | None:
+    """``http://127.0.0.1:8000`` -> ``127.0.0.1:8000`` (tables; documents keep the whole URL)."""
+    if not url:
+        return url
+    return url.split("://", 1)[1].rstrip("/") if url.startswith(("http://", "https://")) else url
 
 
 def _age(seconds: float | None) -> str:

@@ -78,3 +78,48 @@ def test_fit_widths_caps_only_the_long_columns() -> None:
     assert fit_widths([10, 40, 30], 60) == [10, 25, 25]
     assert fit_widths([10, 40, 30], 200) == [10, 40, 30]
     assert fit_widths([16, 16, 100], 40) == [16, 16, 8]  # never below the floor, short columns whole
+
+
+# --------------------------------------------------------------------------- status and releases
+
+from tests.unit.test_releases import env  # noqa: E402, F401 - the fixture is used by name
+
+
+@pytest.fixture
+def two_releases(cli, env, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201, F811
+    monkeypatch.setenv("NO_COLOR", "1")
+    _, aliases = env
+    assert cli("deploy", "churn@champion", "--port", "18612").code == 0
+    aliases["champion"] = "2"
+    assert cli("deploy", "churn@champion", "--port", "18612").code == 0
+    return env
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_status_deployments_fit_one_line_per_row(cli, two_releases, monkeypatch: pytest.MonkeyPatch,
+                                                 columns: int) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = _plain(cli("status").out)
+    lines = out.splitlines()
+    lines = lines[lines.index("deployments"):]
+    assert lines[2].split() == ["deployment", "model", "ready", "health", "endpoint", "age"]
+    row = lines[4].split()
+    assert (row[:3], row[4], len(row)) == (["churn", "churn:2@champion", "0/1"], "127.0.0.1:18612", 6)
+    assert lines[5] == "" and max(len(line) for line in out.splitlines()) <= columns
+    wide = _plain(cli("status", "--wide").out)
+    assert "target" in wide and "http://127.0.0.1:18612" in wide
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_releases_fit_one_line_per_row(cli, two_releases, monkeypatch: pytest.MonkeyPatch, columns: int) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = cli("releases", "churn").out
+    lines = _plain(out).splitlines()
+    assert lines[2].split() == ["rev", "model", "target", "status", "age", "digest"]
+    rows = [line.split() for line in lines[4:6]]
+    assert [r[:4] for r in rows] == [["1", "churn:1@champion", "local", "superseded"],
+                                     ["2", "churn:2@champion", "local", "active"]]
+    assert [r[5] for r in rows] == ["sha1", "sha2"]  # the digest's first 7 characters
+    assert max(len(line) for line in out.splitlines()) <= columns
+    wide = _plain(cli("releases", "churn", "--wide").out)
+    assert "sha256" in wide and "rollback of" in wide
