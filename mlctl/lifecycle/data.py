@@ -116,6 +116,40 @@ def check_columns(columns: list[str], spec: TrainSpec, path: Path) -> list[str]:
     return features
 
 
+#: a target with at most this many distinct whole-number values is taken as class labels
+MAX_INFERRED_CLASSES = 20
+
+
+def infer_task(path: Path, target: str) -> tuple[str, str]:
+    """``("classification" | "regression", why)`` for an unset ``train.task``, from the target column.
+
+    Text, booleans and whole numbers with few distinct values (at most
+    :data:`MAX_INFERRED_CLASSES`) are class labels; any other number is a regression target.
+    Reads the target column only.
+    """
+    import pandas as pd
+
+    try:
+        if data_format(path) == "parquet":
+            y = pd.read_parquet(path, columns=[target])[target]
+        else:
+            y = pd.read_csv(path, usecols=[target], sep="\t" if path.suffix.lower() == ".tsv" else ",")[target]
+    except (ValueError, KeyError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"train.data: cannot read column '{target}' of {path}: {exc}") from exc
+    values = y.dropna()
+    if values.empty:
+        raise ConfigError(f"train.target: column '{target}' has no values",
+                          hint="choose another train.target, or fill the column")
+    distinct = int(values.nunique())
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return "classification", f"'{target}' holds labels ({distinct} distinct)"
+    whole = bool(((values % 1) == 0).all())
+    if whole and distinct <= MAX_INFERRED_CLASSES:
+        return "classification", f"'{target}' has {distinct} distinct whole-number values"
+    kind = "whole numbers" if whole else "numbers"
+    return "regression", f"'{target}' holds {kind} with {distinct} distinct values"
+
+
 def load_table(path: Path) -> Any:
     """The file as a pandas DataFrame."""
     import pandas as pd

@@ -11,7 +11,7 @@ imported whenever the configuration is loaded): no scikit-learn, pandas or MLflo
       data: data/train.csv          # CSV or Parquet, relative to the project root
       target: label
       features: [age, income]       # default: every other column
-      task: classification          # or regression
+      task: classification          # or regression; unset: inferred from the target
       model: random_forest          # a built-in name, module:function, or torch:module:function
       params: {n_estimators: 200}
       metrics: [f1, accuracy]       # default per task
@@ -118,7 +118,8 @@ class TrainSpec(_Strict):
     data: str | None = Field(None, description="CSV or Parquet file, relative to the project root")
     target: str | None = Field(None, description="column to predict")
     features: list[str] | None = Field(None, description="input columns (default: all but the target)")
-    task: Literal["classification", "regression"] | None = Field(None, description="classification or regression")
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="classification or regression (unset: inferred from the target column, and said)")
     model: str = Field("random_forest", description="built-in model name, module:function (an estimator) "
                        "or torch:module:function (a torch.nn.Module)")
     params: dict[str, Any] = Field(default_factory=dict, description="model parameters")

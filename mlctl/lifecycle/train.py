@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from mlctl.core.config import LoadedConfig
-from mlctl.core.errors import CheckFailed, UsageError
+from mlctl.core.errors import CheckFailed, ConfigError, UsageError
 from mlctl.core.locks import check_writable
-from mlctl.core.output import log, progress
+from mlctl.core.output import log, message, progress
 from mlctl.core.state import STATE_FILE, StateStore, utcnow
 from mlctl.lifecycle import gates as gates_mod
 from mlctl.lifecycle.data import DatasetFingerprint, check_columns, read_columns, resolve_data_path
@@ -126,11 +126,34 @@ def _num(x: float | None) -> str:
 
 
 def effective_spec(loaded: LoadedConfig, options: TrainOptions) -> TrainSpec:
-    """The project's ``train:`` spec with ``--param`` values applied."""
+    """The project's ``train:`` spec with ``--param`` values applied, and ``task`` inferred from the
+    target column when it is not set (see :func:`infer_spec_task`)."""
     spec = loaded.config.train
     if options.params:
         spec = spec.model_copy(update={"params": {**spec.params, **options.params}})
-    return spec
+    return infer_spec_task(spec, loaded.root)[0]
+
+
+def infer_spec_task(spec: TrainSpec, root: Path) -> tuple[TrainSpec, str | None]:
+    """``spec`` with ``task`` set from the data when it is unset, and why (None when it was set).
+
+    The spec is validated again with the inferred task, so a model or a metric that does not fit
+    it is reported as for a task written in mlctl.yaml.
+    """
+    if spec.task is not None or spec.target is None or spec.data is None:
+        return spec, None
+    from pydantic import ValidationError
+
+    from mlctl.lifecycle.data import infer_task
+
+    task, why = infer_task(resolve_data_path(spec, root), spec.target)
+    try:
+        inferred = TrainSpec.model_validate({**spec.model_dump(), "task": task})
+    except ValidationError as exc:
+        problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"train.task is not set and was inferred as {task} ({why}), but: {problem}",
+                          hint="set train.task in mlctl.yaml") from None
+    return inferred, f"train.task not set: inferred {task} ({why}); set train.task to choose"
 
 
 def _estimator_path(spec: TrainSpec) -> str:
@@ -145,9 +168,15 @@ def plan_training(loaded: LoadedConfig, options: TrainOptions | None = None) -> 
     """Check everything that can be checked without training, and describe the run."""
     options = options or TrainOptions()
     loaded.require_project()
-    spec = effective_spec(loaded, options)
-    task = spec.require("task")
+    spec = loaded.config.train
+    if options.params:
+        spec = spec.model_copy(update={"params": {**spec.params, **options.params}})
     spec.require("target")
+    spec.require("data")
+    spec, inferred = infer_spec_task(spec, loaded.root)
+    if inferred:
+        message(inferred)
+    task = spec.require("task")
     data_path = resolve_data_path(spec, loaded.root)
     features = check_columns(read_columns(data_path), spec, data_path)
     from mlctl.lifecycle.estimators import build_estimator

@@ -180,7 +180,8 @@ def test_failing_gate_exits_3_and_registers_nothing(cli, proj: Path) -> None:
     ({"target": "colour", "task": "regression", "features": ["x1"]}, "is not numeric"),
     ({"model": "svm_forest"}, "unknown model 'svm_forest'"),
     ({"params": {"n_trees": 3}}, "unknown parameter(s) n_trees"),
-    ({"task": None}, "train.task is not set"),
+    ({"task": None, "target": "price", "features": ["x1"], "model": "logistic_regression"},
+     "train.task is not set and was inferred as regression"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(cli, proj: Path, changes: dict, fragment: str) -> None:
     set_train(proj, **changes)
@@ -310,3 +311,32 @@ def test_a_read_only_store_is_one_json_error(cli, proj: Path, monkeypatch: pytes
     assert text.code == 1 and text.err.splitlines()[0] == f"Error: {message}"
     assert runs() == runs_before
     assert not (state / "state.db").exists()
+
+
+@pytest.mark.parametrize(("target", "features", "task", "why"), [
+    ("label", ["x1", "x2", "x3", "colour"], "classification", "'label' holds labels (2 distinct)"),
+    ("price", ["x1", "x2", "x3"], "regression", "'price' holds numbers with 240 distinct values"),
+    ("digit", ["x1", "x2", "x3"], "classification", "'digit' has 3 distinct whole-number values"),
+])
+def test_an_unset_task_is_inferred_from_the_target_and_said(cli, proj: Path, target: str, features: list[str],
+                                                            task: str, why: str) -> None:
+    df = pd.read_csv(proj / "data" / "train.csv")
+    df["digit"] = (df["x1"] * 3).astype(int)
+    df.to_csv(proj / "data" / "train.csv", index=False)
+    doc = yaml.safe_load((proj / "mlctl.yaml").read_text())
+    del doc["train"]["task"]
+    doc["train"].update(target=target, features=features)
+    (proj / "mlctl.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    r = cli("train", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["spec"]["task"] == task
+    assert r.err == f"train.task not set: inferred {task} ({why}); set train.task to choose\n"
+
+
+def test_an_inferred_task_that_does_not_fit_the_model_is_a_config_error(cli, proj: Path) -> None:
+    doc = yaml.safe_load((proj / "mlctl.yaml").read_text())
+    del doc["train"]["task"]
+    doc["train"].update(target="price", features=["x1", "x2"], model="logistic_regression")
+    (proj / "mlctl.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    r = cli("train", "--dry-run")
+    assert r.code == 2 and "train.task is not set and was inferred as regression" in r.err
