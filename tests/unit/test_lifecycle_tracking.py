@@ -17,7 +17,23 @@ def test_resolve_uri(tmp_path: Path) -> None:
     assert tracking.resolve_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
     assert tracking.resolve_uri("file:./mlruns", tmp_path) == (tmp_path / "mlruns").as_uri()
     assert tracking.resolve_uri("https://mlflow.example/", tmp_path) == "https://mlflow.example"
-    assert tracking.resolve_uri("postgresql://u@h/db", tmp_path) == "postgresql+psycopg://u@h/db"
+
+
+
+@pytest.mark.parametrize(("installed", "expected"), [
+    ({"psycopg"}, "postgresql+psycopg://u@h/db"),  # psycopg 3 only: named, SQLAlchemy defaults to psycopg2
+    ({"psycopg2", "psycopg"}, "postgresql://u@h/db"),
+    (set(), "postgresql://u@h/db"),  # no driver: SQLAlchemy's own message names the missing one
+])
+def test_postgres_urls_name_the_installed_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 installed: set[str], expected: str) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name in installed else None if name.startswith("psycopg")
+                        else real(name, *a))
+    assert tracking.resolve_uri("postgresql://u@h/db", tmp_path) == expected
 
 
 def test_redact() -> None:
