@@ -100,9 +100,12 @@ def get_target(target: str, loaded: LoadedConfig) -> DeployTarget:
 
         return K8sTarget.from_url(target)
     if target == "docker":
+        from mlctl.core.paths import cache_root
         from mlctl.lifecycle.deploy.docker import DockerTarget
 
-        return DockerTarget(base_url=loaded.config.services.docker)
+        # the image's wheels: mlctl's own (from its checkout or its installed distribution) and its
+        # dependencies' (from this environment, else downloaded once), prepared in mlctl's cache
+        return DockerTarget(base_url=loaded.config.services.docker, cache=cache_root())
     raise UsageError(f"unknown deploy target {target!r}", hint="local, docker or k8s://CONTEXT/NAMESPACE")
 
 

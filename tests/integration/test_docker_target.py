@@ -4,12 +4,17 @@ The whole path: build an image with the model baked in (hermetic: wheels prepare
 network off during the build) -> run it on the host network -> POST /v1/predict answers with the
 model's version -> deploy a second version (the container is replaced and the new version
 answers) -> the logs hold the server's start line -> stop is idempotent. Also: the same deploy
-twice changes nothing, and a failing build reports the build log's last lines.
+twice changes nothing, a failing build reports the build log's last lines, and `mlctl deploy
+--target docker` works from a regular (not editable) install of mlctl, as a user's `pip install`
+gives it: no source checkout, no wheelhouse handed over.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +35,7 @@ from mlctl.lifecycle.deploy.docker import (
     runtime_requirements,
 )
 from mlctl.lifecycle.serialize import save_model
+from tests.integration.test_packaging import install_in_fresh_venv
 
 FEATURES = [f"f{i}" for i in range(4)]
 SIGNATURE = {"inputs": [{"name": f, "type": "double"} for f in FEATURES],
@@ -48,8 +54,7 @@ def wheelhouse(wheel_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """mlctl's wheel and its dependencies' frozen for this module (the checkout may change meanwhile:
     other edits would give a new mlctl wheel, hence a new image, between two deploys)."""
     folder = tmp_path_factory.mktemp("docker-wheelhouse")
-    deps = dependency_wheels(runtime_requirements("sklearn"), wheel_cache)
-    for wheel in [mlctl_wheel(wheel_cache), *deps.glob("*.whl")]:
+    for wheel in [mlctl_wheel(wheel_cache), *dependency_wheels(runtime_requirements("sklearn"), wheel_cache)]:
         (folder / wheel.name).hardlink_to(wheel)
     return folder
 
@@ -160,5 +165,70 @@ def test_failed_build_reports_the_last_log_lines(docker_engine: Service, docker_
 def test_missing_base_image_is_reported_without_a_pull(docker_engine: Service, models: dict[str, ModelArtifact],
                                                        tmp_path: Path) -> None:
     target = DockerTarget(base_url=docker_engine.url, base_image="local/never-built:1", wheelhouse=tmp_path)
-    with pytest.raises(OperationFailed, match="local/never-built:1 is not in the Docker engine"):
+    with pytest.raises(OperationFailed, match="local/never-built:1 is not in the Docker engine") as caught:
         target.apply(DeploySpec("no-base", models["1"], port=free_port()))
+    # a command to run, not a Python function to call
+    assert (f"`python -m mlctl.lifecycle.deploy.docker_base_image --docker {docker_engine.url} "
+            "--image local/never-built:1`") in (caught.value.hint or "")
+
+
+# --------------------------------------------------------------------------- from a regular install
+
+
+@pytest.fixture(scope="module")
+def installed_bin(wheel_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin folder of a fresh venv with mlctl installed (not editable) from a wheel of this checkout."""
+    return install_in_fresh_venv(mlctl_wheel(wheel_cache), tmp_path_factory.mktemp("installed") / "venv")
+
+
+def _cli(bin_dir: Path, *args: str, cwd: Path, env: dict[str, str], timeout: float = 300) -> dict:
+    result = subprocess.run([str(bin_dir / "mlctl"), *args, "-o", "json"], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, f"mlctl {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}"
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_cli_deploys_to_docker_from_a_regular_install(installed_bin: Path, docker_engine: Service,
+                                                      docker_base_image: str, wheel_cache: Path,
+                                                      tmp_path: Path) -> None:
+    started = time.monotonic()
+    project = tmp_path / "churn-project"
+    (project / "data").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 4)).round(4)
+    rows = [",".join(map(str, [*r, int(r[0] + 0.5 * r[1] > 0)])) for r in x]
+    (project / "data" / "churn.csv").write_text("f0,f1,f2,f3,label\n" + "\n".join(rows) + "\n")
+    (project / "mlctl.yaml").write_text(
+        "project:\n  name: churn-project\n"
+        "train:\n  data: data/churn.csv\n  target: label\n  task: classification\n  model: random_forest\n"
+        "  params: {n_estimators: 5, max_depth: 3}\n  registered_model: churn\n")
+    # the installed CLI, as a user runs it: no PYTHONPATH, the cwd outside the checkout; the real
+    # cache (so the wheels made once are reused by later sessions) and the harness's engine
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(MLCTL_SERVICES__DOCKER=docker_engine.url, MLCTL_CACHE_DIR=str(wheel_cache))
+    probe = subprocess.run(
+        [str(installed_bin / "python"), "-c", "import json, mlctl; from mlctl.lifecycle.deploy import docker_wheels "
+         "as w; print(json.dumps([mlctl.__file__, w.source_root() is None, w.installed_mlctl() is not None]))"],
+        cwd=project, env=env, capture_output=True, text=True, check=True)
+    where, no_checkout, installed = json.loads(probe.stdout)
+    assert where.startswith(str(installed_bin.parent)) and no_checkout and installed
+
+    trained = _cli(installed_bin, "train", cwd=project, env=env)
+    assert trained["registered"]["name"] == "churn" and trained["registered"]["version"] == "1"
+    port = free_port()
+    try:
+        deployed = _cli(installed_bin, "deploy", "churn:1", "--target", "docker", "--port", str(port),
+                        "--timeout", "120", cwd=project, env=env)
+        status = deployed["status"]
+        assert deployed["target"] == "docker" and status["health"] == "healthy" and status["version"] == "1"
+        assert status["endpoint"] == f"http://127.0.0.1:{port}" and status["digest"].startswith("sha256:")
+        answer = _predict(status["endpoint"], [[1.0, 1.0, 0.0, 0.0], [-2.0, -1.0, 0.0, 0.0]])
+        assert answer["model"] == "churn" and answer["version"] == "1" and answer["predictions"] == [1, 0]
+        stopped = _cli(installed_bin, "deploy", "stop", "churn", cwd=project, env=env)
+        assert stopped["stopped"] is True
+    finally:
+        leftover = DockerTarget(base_url=docker_engine.url)
+        leftover.stop("churn")
+        leftover.close()
+    print(f"\n[docker] train + deploy + predict + stop from a regular install: {time.monotonic() - started:.1f}s")

@@ -195,9 +195,26 @@ def test_get_target_builds_a_docker_target_from_services_docker(project: Path,
 
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLCTL_SERVICES__DOCKER", "unix:///run/elsewhere/docker.sock")
+    monkeypatch.setenv("MLCTL_CACHE_DIR", str(project / "cache"))
     target = releases.get_target("docker", load_config())
     assert isinstance(target, DockerTarget) and target.kind == "docker"
     assert target.base_url == "unix:///run/elsewhere/docker.sock"
+    # no wheelhouse to hand over: the image's wheels are made in mlctl's cache (tested in test_docker_wheels)
+    assert target.wheelhouse is None and target.cache == project / "cache"
+
+
+def test_a_missing_base_image_hint_names_a_command_to_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from mlctl.lifecycle.deploy.docker import base_image_hint
+    from mlctl.lifecycle.deploy.docker_base_image import main
+
+    hint = base_image_hint("unix:///run/d.sock", DEFAULT_BASE_IMAGE)
+    assert "`python -m mlctl.lifecycle.deploy.docker_base_image --docker unix:///run/d.sock`" in hint
+    assert "--image local/py:1`" in base_image_hint("unix:///run/d.sock", "local/py:1")
+    # that command, against an engine that is not there, fails as the CLI does: message, hint, exit 4
+    assert main(["--docker", f"unix://{tmp_path}/missing.sock"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the Docker engine at unix://{tmp_path}/missing.sock is unreachable")
+    assert "\nhint: " in err
 
 
 def test_engine_probe_and_base_image_helpers_without_an_engine(tmp_path: Path) -> None:

@@ -7,15 +7,16 @@
     model/<model file>    the serialized model, copied
     wheels/requirements.txt   what ``python -m mlctl.serving`` needs, pinned to this environment's versions
     wheels/deps/*.whl     their wheels (and their dependencies'), for CPython 3.11 on manylinux x86_64
-    wheels/mlctl/*.whl    a wheel of mlctl built from the source checkout this mlctl runs from
+    wheels/mlctl/*.whl    a wheel of the mlctl that runs this (source checkout or installed distribution)
 
 and builds it through the Docker engine's API with the network off (``network_mode="none"``): the
 image installs everything with ``pip install --no-index --find-links``, so a build needs neither a
-registry nor a package index. The dependency wheels are downloaded once into
-``~/.cache/mlctl/wheelhouse/`` (``$MLCTL_CACHE_DIR`` moves it) and reused by later builds; the
-engine's layer cache then makes a second model version's build take seconds. The image is tagged
-``mlctl/<model>:<version>`` (the same name the k8s target deploys) and labelled with the model's
-sha256 and the deployment's config hash.
+registry nor a package index. The wheels are prepared on this machine by
+:mod:`mlctl.lifecycle.deploy.docker_wheels`: rebuilt from the installed distributions where they
+fit the image (no network), downloaded once otherwise, and kept in ``~/.cache/mlctl/``
+(``$MLCTL_CACHE_DIR`` moves it); the engine's layer cache then makes a second model version's build
+take seconds. The image is tagged ``mlctl/<model>:<version>`` (the same name the k8s target deploys)
+and labelled with the model's sha256 and the deployment's config hash.
 
 The container, ``mlctl-<deployment>``, runs with host networking (the server binds ``host:PORT``
 on this machine, loopback by default), restart policy ``on-failure`` and ``PORT``/``HOST`` in its
@@ -33,13 +34,9 @@ talk to an engine; :meth:`DockerTarget.plan` and :func:`render_dockerfile` need 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,15 +47,18 @@ from typing import Any
 from mlctl.core.errors import MissingExtra, NotFound, OperationFailed, ServiceUnavailable, UsageError
 from mlctl.core.probes import http_ready
 from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
+from mlctl.lifecycle.deploy.docker_wheels import WHEEL_PLATFORMS, cache_dir, dependency_wheels, mlctl_wheel
 from mlctl.lifecycle.deploy.k8s_manifests import default_image
 
 __all__ = [
     "DEFAULT_BASE_IMAGE",
     "DEFAULT_DOCKER_URL",
+    "WHEEL_PLATFORMS",
     "DockerTarget",
     "build_context",
     "cache_dir",
     "container_name",
+    "dependency_wheels",
     "mlctl_wheel",
     "render_dockerfile",
     "runtime_requirements",
@@ -71,14 +71,6 @@ LABEL = "dev.mlctl"
 SERVE_PACKAGES = ["fastapi", "uvicorn[standard]", "prometheus-client", "numpy", "scipy", "joblib", "threadpoolctl"]
 FLAVOR_PACKAGES = {"sklearn": ["scikit-learn", "skops"], "torch": ["torch"]}
 CORE_PACKAGES = ["pydantic", "typer", "rich", "PyYAML", "ruamel.yaml"]
-#: the image's interpreter: Debian bookworm's CPython 3.11 on glibc 2.36, x86_64
-WHEEL_PLATFORMS = [
-    "manylinux_2_36_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x86_64",
-    "manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64", "manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64",
-    "manylinux1_x86_64",
-]
-_SOURCE_PARTS = ("pyproject.toml", "README.md", "mlctl", "commands", "templates")
 _ENGINE_HINT = "is dockerd running? set services.docker in mlctl.yaml (or MLCTL_SERVICES__DOCKER / DOCKER_HOST)"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -143,98 +135,15 @@ def runtime_requirements(flavor: str = "sklearn") -> list[str]:
     return out
 
 
+def base_image_hint(url: str, image: str) -> str:
+    """What to run when the engine lacks the base image (no registry is ever contacted)."""
+    made_here = "" if image == DEFAULT_BASE_IMAGE else f" --image {image}"
+    return (f"make it once on this machine (debootstrap; root and a Debian mirror): `python -m "
+            f"mlctl.lifecycle.deploy.docker_base_image --docker {url}{made_here}`; or `docker load` / "
+            f"`docker tag` an image with Debian bookworm's python3 (3.11) and python3-venv as {image}")
+
+
 # --------------------------------------------------------------------------- wheelhouse
-
-
-def cache_dir() -> Path:
-    """``$MLCTL_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlctl``, else ``~/.cache/mlctl``."""
-    from mlctl.core.paths import cache_root
-
-    return cache_root()
-
-
-def source_root() -> Path | None:
-    """The source checkout this mlctl is imported from (a folder with pyproject.toml), or None."""
-    import mlctl
-
-    root = Path(mlctl.__file__).resolve().parent.parent
-    return root if (root / "pyproject.toml").is_file() and (root / "mlctl" / "__init__.py").is_file() else None
-
-
-def _pip(args: list[str], what: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines()
-                 if line.strip() and not line.startswith("WARNING: Location")]
-        raise OperationFailed(f"could not {what}: " + " | ".join(lines[-8:]),
-                              hint="the wheels are prepared on this machine: it needs access to a package index "
-                                   "(or pass a ready wheelhouse to DockerTarget)")
-
-
-def _tree_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for part in _SOURCE_PARTS:
-        base = root / part
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
-        for path in files:
-            if "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
-                continue
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def mlctl_wheel(cache: Path | None = None) -> Path:
-    """A wheel of mlctl built (``pip wheel --no-deps``) from its source checkout; cached by source hash.
-
-    The sources are copied to a temporary folder first, so the build writes nothing into the checkout.
-    """
-    root = source_root()
-    if root is None:
-        raise OperationFailed("mlctl does not run from a source checkout, so no wheel of it can be built",
-                              hint="pass DockerTarget(wheelhouse=DIR) with an mlctl-*.whl in DIR")
-    out = (cache or cache_dir()) / "mlctl-wheels" / _tree_hash(root)
-    found = sorted(out.glob("mlctl-*.whl"))
-    if found:
-        return found[-1]
-    with tempfile.TemporaryDirectory(prefix="mlctl-wheel-") as tmp:
-        src = Path(tmp) / "mlctl-source"
-        src.mkdir()
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-        for part in _SOURCE_PARTS:
-            if (root / part).is_dir():
-                shutil.copytree(root / part, src / part, ignore=ignore)
-            elif (root / part).is_file():
-                shutil.copy2(root / part, src / part)
-        built = Path(tmp) / "out"
-        _pip(["wheel", "--quiet", "--no-deps", "-w", str(built), str(src)], "build a wheel of mlctl")
-        out.mkdir(parents=True, exist_ok=True)
-        wheel = next(built.glob("mlctl-*.whl"))
-        shutil.move(str(wheel), out / wheel.name)
-    return out / wheel.name
-
-
-def dependency_wheels(requirements: list[str], cache: Path | None = None) -> Path:
-    """A folder holding wheels of ``requirements`` and their dependencies for the image's Python.
-
-    Downloaded once (``pip download --only-binary=:all:`` for CPython 3.11, manylinux x86_64) into the
-    cache, under a key of the requirement list; a ``.complete`` file marks a finished download.
-    """
-    key = hashlib.sha256(json.dumps([requirements, WHEEL_PLATFORMS]).encode()).hexdigest()[:16]
-    folder = (cache or cache_dir()) / "wheelhouse" / key
-    if (folder / ".complete").is_file():
-        return folder
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    platforms = [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
-    _pip(["download", "--quiet", "-d", str(partial), "--only-binary=:all:", "--python-version", "3.11",
-          "--implementation", "cp", "--abi", "cp311", *platforms, *requirements],
-         "download the wheels the image needs")
-    (partial / ".complete").write_text("\n".join(requirements) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return folder
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -248,8 +157,10 @@ def build_context(spec: DeploySpec, ctx: Path, *, base_image: str = DEFAULT_BASE
                   wheelhouse: Path | None = None, cache: Path | None = None) -> Path:
     """Fill ``ctx`` with everything the image build needs (see the module docstring); returns ``ctx``.
 
-    ``wheelhouse``, when given, is a folder of ready wheels used instead of downloading (an
-    ``mlctl-*.whl`` in it is used instead of building one).
+    ``wheelhouse``, when given, is a folder of ready wheels used instead of preparing them (an
+    ``mlctl-*.whl`` in it is used instead of making one); else they come from
+    :func:`~mlctl.lifecycle.deploy.docker_wheels.mlctl_wheel` and
+    :func:`~mlctl.lifecycle.deploy.docker_wheels.dependency_wheels`, cached in ``cache``.
     """
     model_file = Path(spec.model.path)
     if not model_file.is_file():
@@ -272,8 +183,8 @@ def build_context(spec: DeploySpec, ctx: Path, *, base_image: str = DEFAULT_BASE
     given = sorted(Path(wheelhouse).glob("mlctl-*.whl")) if wheelhouse is not None else []
     own = given[-1] if given else mlctl_wheel(cache)
     _link_or_copy(own, wheels / "mlctl" / own.name)
-    deps = Path(wheelhouse) if wheelhouse is not None else dependency_wheels(requirements, cache)
-    for wheel in sorted(deps.glob("*.whl")):
+    deps = sorted(Path(wheelhouse).glob("*.whl")) if wheelhouse is not None else dependency_wheels(requirements, cache)
+    for wheel in deps:
         if not wheel.name.startswith("mlctl-"):
             _link_or_copy(wheel, wheels / "deps" / wheel.name)
     return ctx
@@ -315,7 +226,8 @@ class DockerTarget(DeployTarget):
     ``base_url`` is the engine's API (``unix:///PATH/docker.sock`` or ``tcp://HOST:PORT``; None:
     ``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``); ``base_image`` must hold ``python3``
     with ``venv`` (no registry is contacted: the image must already be in the engine);
-    ``wheelhouse`` a folder of ready wheels (None: downloaded once into the cache); ``host`` the
+    ``wheelhouse`` a folder of ready wheels (None: made from this environment, or downloaded,
+    once, into ``cache``: see :mod:`mlctl.lifecycle.deploy.docker_wheels`); ``host`` the
     address the server binds with host networking and where it is reached.
     """
 
@@ -408,9 +320,7 @@ class DockerTarget(DeployTarget):
             except docker.errors.ImageNotFound:
                 raise OperationFailed(
                     f"the base image {self.base_image} is not in the Docker engine at {self.base_url}",
-                    hint="no registry is contacted: make it once with "
-                         "`mlctl.lifecycle.deploy.docker_base_image.ensure_base_image(URL)` (debootstrap), "
-                         "or `docker load` one",
+                    hint=base_image_hint(self.base_url, self.base_image),
                 ) from None
         with tempfile.TemporaryDirectory(prefix="mlctl-docker-ctx-") as tmp:
             ctx = build_context(spec, Path(tmp), base_image=self.base_image, wheelhouse=self.wheelhouse,

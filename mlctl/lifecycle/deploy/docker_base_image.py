@@ -4,6 +4,10 @@
 debootstrap (about 40 s; cached under ``~/.cache/mlctl/base-images``), and
 :func:`ensure_base_image` imports it into a Docker engine as :data:`BASE_IMAGE` when the engine
 does not have it yet. The Docker deploy target (:mod:`mlctl.lifecycle.deploy.docker`) builds on it.
+
+From a shell (what the docker target's hint says to run when an engine lacks the image)::
+
+    python -m mlctl.lifecycle.deploy.docker_base_image --docker unix:///var/run/docker.sock
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from mlctl.connectors.docker import docker_api
 from mlctl.core.errors import ServiceUnavailable
 from mlctl.core.paths import cache_root
 from mlctl.engines import require_binary
-from mlctl.lifecycle.deploy.docker import DEFAULT_BASE_IMAGE
+from mlctl.lifecycle.deploy.docker import DEFAULT_BASE_IMAGE, DEFAULT_DOCKER_URL
 
 __all__ = ["BASE_IMAGE", "base_image_tarball", "ensure_base_image"]
 
@@ -91,3 +95,31 @@ def ensure_base_image(url: str, image: str = BASE_IMAGE, *, cache: Path | None =
         message = json.loads(errors[-1]).get("error") if errors else answer.decode(errors="replace")[-300:]
         raise ServiceUnavailable(f"importing {tarball} as {image} failed ({status}): {message}")
     return image
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlctl.lifecycle.deploy.docker_base_image [--docker URL] [--image NAME]``."""
+    import argparse
+    import os
+    import sys
+
+    from mlctl.core.errors import MlctlError
+
+    parser = argparse.ArgumentParser(prog="python -m mlctl.lifecycle.deploy.docker_base_image",
+                                     description="Put the docker deploy target's base image into a Docker engine "
+                                                 "(made with debootstrap once, then imported; no registry).")
+    parser.add_argument("--docker", default=os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_URL,
+                        help="the engine (default: $DOCKER_HOST, else %(default)s)")
+    parser.add_argument("--image", default=BASE_IMAGE, help="the image name (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        image = ensure_base_image(args.docker, args.image)
+    except MlctlError as exc:
+        print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return exc.exit_code
+    print(f"{image} is in the Docker engine at {args.docker}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
