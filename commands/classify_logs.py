@@ -361,7 +361,8 @@ def stream(
     ] = None,
     max_lines: Annotated[int | None, typer.Option("--max-lines", min=1, help="Stop after about N lines.")] = None,
     idle_timeout: Annotated[
-        str | None, typer.Option("--idle-timeout", help="Stop after this long without a line, e.g. 30s.")
+        str | None, typer.Option("--idle-timeout", help="Stop after this long without a line, e.g. 30s "
+                                 "(for Kafka, counted once the group assigned partitions).")
     ] = None,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,

@@ -304,6 +304,18 @@ def _signals_set(stop: threading.Event, enabled: bool) -> Iterator[list[str]]:
             signal.signal(sig, old)
 
 
+#: the longest a Kafka consumer may wait for its first partition assignment before the idle clock runs
+JOIN_GRACE_S = 30.0
+
+
+def _joining(src: Any, elapsed_s: float, idle_timeout_s: float | None) -> bool:
+    """True while a Kafka consumer has not yet been given partitions by its group (a rebalance on a
+    busy broker can take longer than a short idle timeout), for at most :data:`JOIN_GRACE_S`."""
+    if idle_timeout_s is None or not isinstance(src, KafkaSource):
+        return False
+    return src.consumer.rebalances == 0 and elapsed_s < max(JOIN_GRACE_S, idle_timeout_s)
+
+
 def run_stream(
     source: str,
     *,
@@ -368,6 +380,9 @@ def run_stream(
                     if src.exhausted:
                         report.stopped_by = "eof"
                         break
+                    if _joining(src, now - started, idle_timeout_s):
+                        last_data = now  # the idle clock starts once the group gave this member its partitions
+                        continue
                     if idle_timeout_s is not None and now - last_data >= idle_timeout_s:
                         report.stopped_by = "idle"
                         break

@@ -222,3 +222,21 @@ def test_bad_arguments() -> None:
         FileSource("/nonexistent/path.log")
     with pytest.raises(UsageError, match="batch_size"):
         run_stream("-", processor=classify, router=Router.single(MemorySink()), batch_size=0)
+
+
+def test_the_idle_clock_waits_for_the_first_partition_assignment() -> None:
+    """Under load a group join can take longer than a short --idle-timeout: a consumer that has not
+    been given partitions yet is joining, not idle (for at most JOIN_GRACE_S)."""
+    from types import SimpleNamespace
+
+    from mlctl.logs import stream as stream_mod
+
+    src = object.__new__(stream_mod.KafkaSource)
+    src.consumer = SimpleNamespace(rebalances=0)
+    assert stream_mod._joining(src, 5.0, 3.0)
+    assert not stream_mod._joining(src, stream_mod.JOIN_GRACE_S + 1, 3.0)
+    assert stream_mod._joining(src, 50.0, 60.0)  # a longer idle timeout is a longer grace
+    assert not stream_mod._joining(src, 5.0, None)
+    src.consumer.rebalances = 1  # assigned (even an empty assignment counts): the idle clock runs
+    assert not stream_mod._joining(src, 5.0, 3.0)
+    assert not stream_mod._joining(object(), 5.0, 3.0)  # files and stdin have no group to join
