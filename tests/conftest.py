@@ -40,3 +40,35 @@ def project(isolated_env: Path) -> Path:
         "# project file\nproject:\n  name: demo  # the name\ndeploy:\n  port: 8100\n", encoding="utf-8"
     )
     return root
+
+
+# --------------------------------------------------------------------------- time per tier
+
+_TIER_SECONDS: dict[str, float] = {}
+_TIER_TESTS: dict[str, set[str]] = {}
+
+
+def _tier(nodeid: str) -> str:
+    """``unit``, ``command``, ``integration``, ``scenario`` or ``doctest`` for a test id."""
+    path = nodeid.split("::", 1)[0]
+    for folder, tier in (("tests/unit/", "unit"), ("tests/commands/", "command"),
+                         ("tests/integration/", "integration"), ("tests/scenario/", "scenario")):
+        if path.startswith(folder):
+            return tier
+    return "doctest" if path.startswith("mlctl/") else "other"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add every phase's time (setup, call, teardown) to the test's tier."""
+    tier = _tier(report.nodeid)
+    _TIER_SECONDS[tier] = _TIER_SECONDS.get(tier, 0.0) + report.duration
+    _TIER_TESTS.setdefault(tier, set()).add(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the time spent in each tier: each command group has a budget (docs/testing.md)."""
+    if not _TIER_SECONDS:
+        return
+    terminalreporter.section("time per tier")
+    for tier, seconds in sorted(_TIER_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{tier:<12} {len(_TIER_TESTS[tier]):>5} tests {seconds / 60:>7.1f} min")
