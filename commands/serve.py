@@ -32,6 +32,11 @@ def model(
                                                help="How long a partial batch may wait while another runs.")] = 2.0,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1,
                                             help="Most rows waiting for the model; beyond it: 429.")] = 1024,
+    workers: Annotated[int, typer.Option("--workers", min=1,
+                                         help="Model calls running at once (threads).")] = 1,
+    no_fast_path: Annotated[bool, typer.Option("--no-fast-path",
+                                               help="Always call the estimator's own predict (no verified "
+                                                    "tree fast path).")] = False,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -44,7 +49,7 @@ def model(
 
     Example: mlctl serve model fraud@champion --port 8000
     """
-    from mlctl.serving import serve_model
+    from mlctl.serving.startup import starting
 
     loaded = load({"deploy.port": port} if port else None)
     chosen = port if port is not None else int(loaded.config.deploy.port)
@@ -56,6 +61,9 @@ def model(
         else:
             render(info)
 
-    serve_model(ref, loaded, host=host, port=chosen, on_ready=announce,
-                log_level="info" if ui.verbosity > 0 else "warning",
-                max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size)
+    with starting():  # the server's libraries load without garbage collections (until it serves)
+        from mlctl.serving import serve_model
+
+        serve_model(ref, loaded, host=host, port=chosen, on_ready=announce,
+                    log_level="info" if ui.verbosity > 0 else "warning", fast_path=not no_fast_path,
+                    max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers)

@@ -8,6 +8,10 @@ References name a registered model and, optionally, which version:
 * ``NAME`` -- the version holding alias ``champion`` when there is one, else the latest version.
   :func:`parse_ref` returns ``(NAME, None, None)`` for it; :func:`resolve_model` applies the rule.
 
+:func:`resolve_model` answers without importing MLflow where it can (the embedded SQLite store
+read with ``sqlite3``, a tracking server through its REST API: :mod:`mlctl.lifecycle.registry_fast`),
+and uses MLflow's client otherwise; both give the same artifact and the same errors.
+
 Every version registered by ``mlctl train`` carries these tags: ``mlctl.artifact_sha256`` (of
 ``model.skops``, verified at every load), ``mlctl.artifact_path`` (the file inside the version's
 folder), ``mlctl.flavor`` (``sklearn`` or ``torch``), ``mlctl.task``, ``mlctl.model``, ``mlctl.primary_metric``
@@ -20,9 +24,12 @@ and ``mlctl.dataset_sha256``.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +39,11 @@ from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import NotFound, OperationFailed, UsageError
 from mlctl.lifecycle.deploy.base import ModelArtifact
 from mlctl.lifecycle.metrics import better, higher_is_better
+from mlctl.lifecycle.registry_fast import CannotAnswer, RegistryReader, VersionRecord, reader_for
 from mlctl.lifecycle.serialize import MODEL_FILE, MODEL_FILES, sha256_file, verify_sha256
 from mlctl.lifecycle.tracking import Tracking, connect, mlflow_errors
+
+log = logging.getLogger("mlctl.registry")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -198,6 +208,26 @@ class RegisteredVersion:
 # --------------------------------------------------------------------------- lookups
 
 
+def _no_model(name: str, names: list[str]) -> NotFound:
+    return NotFound(f"no registered model named '{name}'",
+                    hint=f"registered models: {', '.join(sorted(names))}" if names else
+                    "no models are registered yet; run `mlctl train --register NAME`")
+
+
+def _no_versions(name: str) -> NotFound:
+    return NotFound(f"model '{name}' has no versions", hint="register one with `mlctl train --register`")
+
+
+def _no_alias(name: str, alias: str, aliases: dict[str, str]) -> NotFound:
+    return NotFound(f"model '{name}' has no alias '{alias}'", hint=_alias_hint(name, aliases))
+
+
+def _no_version(name: str, version: str | None, versions: list[str]) -> NotFound:
+    shown = ", ".join(versions)
+    return NotFound(f"model '{name}' has no version {version}",
+                    hint=f"versions: {shown}" if shown else "it has no versions yet")
+
+
 def _model_or_not_found(tr: Tracking, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
@@ -206,10 +236,7 @@ def _model_or_not_found(tr: Tracking, name: str) -> Any:
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-    names = [m.name for m in tr.client.search_registered_models(max_results=50)]
-    raise NotFound(f"no registered model named '{name}'",
-                   hint=f"registered models: {', '.join(sorted(names))}" if names else
-                   "no models are registered yet; run `mlctl train --register NAME`")
+    raise _no_model(name, [m.name for m in tr.client.search_registered_models(max_results=50)])
 
 
 def _versions(tr: Tracking, name: str) -> list[Any]:
@@ -217,10 +244,9 @@ def _versions(tr: Tracking, name: str) -> list[Any]:
     return sorted(found, key=lambda v: int(v.version))
 
 
-def _alias_hint(rm: Any) -> str:
-    aliases = dict(getattr(rm, "aliases", {}) or {})
+def _alias_hint(name: str, aliases: dict[str, Any]) -> str:
     if not aliases:
-        return f"'{rm.name}' has no aliases yet; set one with `mlctl models promote {rm.name} VERSION --alias champion`"
+        return f"'{name}' has no aliases yet; set one with `mlctl models promote {name} VERSION --alias champion`"
     return "aliases: " + ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items()))
 
 
@@ -236,20 +262,47 @@ def _find_version(tr: Tracking, name: str, alias: str | None, version: str | Non
         else:
             versions = _versions(tr, name)
             if not versions:
-                raise NotFound(f"model '{name}' has no versions", hint="register one with `mlctl train --register`")
+                raise _no_versions(name)
             return versions[-1], None
     if alias is not None:
         if alias not in aliases:
-            raise NotFound(f"model '{name}' has no alias '{alias}'", hint=_alias_hint(rm))
+            raise _no_alias(rm.name, alias, aliases)
         return tr.client.get_model_version(name, aliases[alias]), alias
     try:
         return tr.client.get_model_version(name, version), None
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-    shown = ", ".join(str(v.version) for v in _versions(tr, name))
-    raise NotFound(f"model '{name}' has no version {version}",
-                   hint=f"versions: {shown}" if shown else "it has no versions yet")
+    raise _no_version(name, version, [str(v.version) for v in _versions(tr, name)])
+
+
+def _find_version_fast(reader: RegistryReader, name: str, alias: str | None,
+                      version: str | None) -> tuple[VersionRecord, str | None]:
+    """:func:`_find_version` through a :class:`~mlctl.lifecycle.registry_fast.RegistryReader` (no MLflow):
+    the same rule for a bare name, the same :class:`NotFound` errors; :class:`CannotAnswer` where
+    the store is not as expected (an alias naming a missing version)."""
+    rm = reader.model(name)
+    if rm is None:
+        raise _no_model(name, reader.model_names(50))
+    if alias is None and version is None:
+        if CHAMPION in rm.aliases:
+            alias = CHAMPION
+        else:
+            versions = reader.versions(name)
+            if not versions:
+                raise _no_versions(name)
+            version = versions[-1]
+    if alias is not None:
+        if alias not in rm.aliases:
+            raise _no_alias(rm.name, alias, rm.aliases)
+        found = reader.version(name, rm.aliases[alias])
+        if found is None:
+            raise CannotAnswer(f"alias {alias} names version {rm.aliases[alias]}, which is not there")
+        return found, alias
+    found = reader.version(name, str(version))
+    if found is None:
+        raise _no_version(name, version, reader.versions(name))
+    return found, None
 
 
 def _run_data(tr: Tracking, run_id: str | None) -> tuple[dict[str, float], dict[str, str]]:
@@ -417,30 +470,84 @@ def _download(tr: Tracking, mv: Any, dest: Path, model_file: str = MODEL_FILE) -
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def resolve_model(ref: str, loaded_config: LoadedConfig, *, dest: Path | None = None) -> ModelArtifact:
+def _copy_local(uri: str | None, dest: Path, model_file: str) -> None:
+    """Copy a version's folder from a local artifact location (``file://``) into ``dest``, as
+    :func:`_download` does through MLflow; :class:`CannotAnswer` for any other location."""
+    parts = urllib.parse.urlsplit(uri or "")
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise CannotAnswer(f"artifacts at {uri!r} are not local files")
+    source = Path(urllib.request.url2pathname(parts.path))
+    if not (source / model_file).is_file() and not (source.is_file() and source.name == model_file):
+        raise CannotAnswer(f"no {model_file} at {uri}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        local = staging / "copy"
+        if source.is_dir():
+            shutil.copytree(source, local)
+        else:
+            local.mkdir()
+            shutil.copy2(source, local / source.name)
+        if dest.exists():
+            shutil.rmtree(dest)
+        local.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _artifact(loaded_config: LoadedConfig, dest: Path | None, name: str, version: str, alias: str | None,
+              tags: dict[str, str], run_id: str | None, fetch: Any) -> ModelArtifact:
+    """The verified artifact of a found version; ``fetch(folder, file_name)`` brings its files
+    when there is no verified copy in ``folder`` yet."""
+    expected = tags.get(TAG_SHA256)
+    if not expected:
+        raise OperationFailed(f"model '{name}' version {version} has no recorded SHA-256 ({TAG_SHA256} tag)",
+                              hint="register models with `mlctl train --register NAME` so they can be verified")
+    folder = Path(dest) if dest is not None else loaded_config.state_dir / MODELS_DIR / name / version
+    file_name = Path(tags.get(TAG_PATH) or MODEL_FILES.get(tags.get(TAG_FLAVOR, "sklearn"), MODEL_FILE)).name
+    model_file = folder / file_name
+    cached = model_file.is_file() and (folder / "MLmodel").is_file() and sha256_file(model_file) == expected
+    if not cached:
+        fetch(folder, file_name)
+    verify_sha256(model_file, expected)
+    return ModelArtifact(name=name, version=version, alias=alias, path=model_file.resolve(),
+                         sha256=expected, flavor=tags.get(TAG_FLAVOR, "sklearn"),
+                         signature=read_signature(folder / "MLmodel"), run_id=run_id)
+
+
+def _resolve_fast(name: str, alias: str | None, version: str | None, loaded_config: LoadedConfig,
+                  dest: Path | None) -> ModelArtifact:
+    """:func:`resolve_model` without MLflow (raises :class:`CannotAnswer` where it cannot)."""
+    reader = reader_for(loaded_config)
+    try:
+        found, alias_used = _find_version_fast(reader, name, alias, version)
+    finally:
+        reader.close()
+    return _artifact(loaded_config, dest, name, found.version, alias_used, found.tags, found.run_id,
+                     lambda folder, file_name: _copy_local(found.download_uri, folder, file_name))
+
+
+def resolve_model(ref: str, loaded_config: LoadedConfig, *, dest: Path | None = None,
+                  fast: bool = True) -> ModelArtifact:
     """Resolve ``ref`` in the configured registry to a local, SHA-256-verified model file.
 
     The version's folder is downloaded to ``dest`` (default ``<project>/.mlctl/models/NAME/VERSION/``)
     unless a verified copy is already there. Unknown model/alias/version raise :class:`NotFound`
     (hint: what exists); a hash mismatch raises
     :class:`~mlctl.lifecycle.serialize.ArtifactTampered`.
+
+    With ``fast`` (the default) the registry is read without MLflow where possible
+    (:mod:`mlctl.lifecycle.registry_fast`; a local artifact store is copied directly); where that
+    cannot answer, MLflow's client does, with the same result.
     """
     name, alias, version = parse_ref(ref)
+    if fast:
+        try:
+            return _resolve_fast(name, alias, version, loaded_config, dest)
+        except CannotAnswer as exc:
+            log.debug("resolving %s through MLflow's client: %s", ref, exc)
     tr = connect(loaded_config, create=False)
     with mlflow_errors(tr.uri):
         mv, alias_used = _find_version(tr, name, alias, version)
-    tags = dict(mv.tags or {})
-    expected = tags.get(TAG_SHA256)
-    if not expected:
-        raise OperationFailed(f"model '{name}' version {mv.version} has no recorded SHA-256 ({TAG_SHA256} tag)",
-                              hint="register models with `mlctl train --register NAME` so they can be verified")
-    folder = Path(dest) if dest is not None else loaded_config.state_dir / MODELS_DIR / name / str(mv.version)
-    file_name = Path(tags.get(TAG_PATH) or MODEL_FILES.get(tags.get(TAG_FLAVOR, "sklearn"), MODEL_FILE)).name
-    model_file = folder / file_name
-    cached = model_file.is_file() and (folder / "MLmodel").is_file() and sha256_file(model_file) == expected
-    if not cached:
-        _download(tr, mv, folder, file_name)
-    verify_sha256(model_file, expected)
-    return ModelArtifact(name=name, version=str(mv.version), alias=alias_used, path=model_file.resolve(),
-                         sha256=expected, flavor=tags.get(TAG_FLAVOR, "sklearn"),
-                         signature=read_signature(folder / "MLmodel"), run_id=mv.run_id)
+    return _artifact(loaded_config, dest, name, str(mv.version), alias_used, dict(mv.tags or {}), mv.run_id,
+                     lambda folder, file_name: _download(tr, mv, folder, file_name))

@@ -5,8 +5,8 @@ Public API (imported on first use, so ``import mlctl.serving`` stays light and a
 
 * :class:`Predictor` -- a :class:`~mlctl.lifecycle.deploy.base.ModelArtifact` plus its loaded
   estimator; ``Predictor.from_artifact(artifact)`` loads and verifies it.
-* :func:`create_app` -- the FastAPI app: ``POST /v1/predict``, ``GET /health``, ``/ready``,
-  ``/metadata``, ``/metrics``.
+* :func:`create_app` -- the ASGI app (:class:`~mlctl.serving.app.ModelApp`, FastAPI behind it):
+  ``POST /v1/predict``, ``GET /health``, ``/ready``, ``/metadata``, ``/metrics``.
 * :func:`run_server` -- uvicorn on ``host:port`` or an inherited socket ``fd``, ready file,
   graceful SIGTERM.
 * :func:`serve_model` -- resolve ``NAME@ALIAS`` in the registry and serve it (``mlctl serve model``).

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlctl.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, MlctlError
 
@@ -64,30 +65,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms), ("queue_size", args.queue_size),
         ("workers", args.workers), ("max_body_bytes", args.max_body_bytes)) if value is not None}
     try:
-        from mlctl.lifecycle.deploy.base import ModelArtifact
-        from mlctl.serving import Predictor, run_server
+        from mlctl.serving.startup import starting
 
-        try:
-            artifact = ModelArtifact.from_json(args.artifact)
-        except FileNotFoundError:
-            raise MlctlError(f"artifact file not found: {args.artifact}") from None
-        except (ValueError, TypeError, OSError) as exc:
-            raise MlctlError(f"cannot read artifact {args.artifact}: {exc}") from None
-        try:
-            predictor = Predictor.from_artifact(artifact, fast_path=not args.no_fast_path)
-        except MlctlError:
-            raise
-        except Exception as exc:  # a damaged file the deserializer chokes on, say
-            raise MlctlError(f"cannot load model {artifact.ref} from {artifact.path}: "
-                             f"{type(exc).__name__}: {exc}") from None
-        run_server(predictor, host=args.host, port=8000 if args.port is None else args.port, fd=args.fd,
-                   ready_file=args.ready_file, log_level=args.log_level, **batching)
+        with starting():  # no garbage collection until the server settles, right before serving
+            _serve(args, batching)
     except MlctlError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return exc.exit_code if exc.exit_code != EXIT_OK else EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _serve(args: argparse.Namespace, batching: dict[str, Any]) -> None:
+    from mlctl.lifecycle.deploy.base import ModelArtifact
+    from mlctl.serving import Predictor, run_server
+
+    try:
+        artifact = ModelArtifact.from_json(args.artifact)
+    except FileNotFoundError:
+        raise MlctlError(f"artifact file not found: {args.artifact}") from None
+    except (ValueError, TypeError, OSError) as exc:
+        raise MlctlError(f"cannot read artifact {args.artifact}: {exc}") from None
+    try:
+        predictor = Predictor.from_artifact(artifact, fast_path=not args.no_fast_path)
+    except MlctlError:
+        raise
+    except Exception as exc:  # a damaged file the deserializer chokes on, say
+        raise MlctlError(f"cannot load model {artifact.ref} from {artifact.path}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    run_server(predictor, host=args.host, port=8000 if args.port is None else args.port, fd=args.fd,
+               ready_file=args.ready_file, log_level=args.log_level, **batching)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,10 @@ class Predictor:
         """Load the estimator from the artifact's file (its sha256 is verified first)."""
         from mlctl.lifecycle.serialize import load_model
 
+        if artifact.flavor == "sklearn":
+            from mlctl.serving.startup import import_skops
+
+            import_skops()  # before load_model imports it: without importing torch (see startup)
         return cls(artifact, load_model(artifact), fast_path=fast_path)
 
     @property

@@ -30,6 +30,7 @@ import uvicorn
 from mlctl.core.errors import OperationFailed, UsageError
 from mlctl.serving.app import create_app
 from mlctl.serving.predictor import Predictor
+from mlctl.serving.startup import settle, starting
 
 log = logging.getLogger("mlctl.serving")
 
@@ -146,10 +147,7 @@ def run_server(
             on_ready(info)
 
     server = _Server(config, ready_file=ready_file, on_ready=ready)
-    # The model, the app and their libraries are long-lived: move them out of the collector's
-    # generations, so full collections stay short (they otherwise cost tens of ms of p99).
-    gc.collect()
-    gc.freeze()
+    settle()  # collect the start's garbage once, freeze the long-lived rest, end a start's GC pause
     try:
         server.run(sockets=[sock])
     finally:
@@ -215,16 +213,23 @@ def serve_model(
     host: str = "127.0.0.1",
     port: int = 8000,
     on_ready: Callable[[ServerInfo], None] | None = None,
+    fast_path: bool = True,
     **batching: Any,
 ) -> None:
     """Resolve a registry reference (``NAME@ALIAS`` or ``NAME:VERSION``) and serve it in the foreground.
 
-    ``loaded`` is the effective configuration (:func:`mlctl.core.config.load_config`). Raises
+    ``loaded`` is the effective configuration (:func:`mlctl.core.config.load_config`).
+    ``fast_path=False``: always the estimator's own predict (no verified tree fast path).
+    ``batching`` goes to :func:`run_server` (``max_batch``, ``max_wait_ms``, ``queue_size``,
+    ``workers``, ``max_body_bytes``, ``log_level``). The registry is read without MLflow where
+    possible (:func:`mlctl.lifecycle.registry.resolve_model`). Raises
     :class:`~mlctl.core.errors.NotFound` for an unknown model, an
-    :class:`~mlctl.core.errors.OperationFailed` for a tampered artifact or a port in use.
+    :class:`~mlctl.core.errors.OperationFailed` for a tampered artifact, a
+    :class:`~mlctl.core.errors.UsageError` for a port in use.
     """
     from mlctl.lifecycle.registry import resolve_model
 
-    artifact = resolve_model(ref, loaded)
-    predictor = Predictor.from_artifact(artifact)
-    run_server(predictor, host=host, port=port, on_ready=on_ready, **batching)
+    with starting():
+        artifact = resolve_model(ref, loaded)
+        predictor = Predictor.from_artifact(artifact, fast_path=fast_path)
+        run_server(predictor, host=host, port=port, on_ready=on_ready, **batching)

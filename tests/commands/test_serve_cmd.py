@@ -78,6 +78,20 @@ def test_the_port_defaults_to_deploy_port(cli, project: Path, monkeypatch: pytes
     assert r.code == 0, r.err
     assert calls["port"] == 8100 and calls["host"] == "127.0.0.1"
     assert (calls["max_batch"], calls["max_wait_ms"], calls["queue_size"]) == (64, 2.0, 1024)
+    assert calls["workers"] == 1 and calls["predictor"].fast_path
+
+
+def test_workers_and_no_fast_path_reach_the_server(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   calls: dict[str, Any], saved: ModelArtifact) -> None:
+    import gc
+
+    monkeypatch.chdir(project)
+    r = cli("serve", "model", "fraud@champion", "--workers", "3", "--no-fast-path")
+    assert r.code == 0, r.err
+    assert calls["workers"] == 3
+    predictor = calls["predictor"]
+    assert predictor.artifact == saved and not predictor.fast_path  # the estimator's own predict
+    assert gc.isenabled()  # the start's pause on the collector ended with the command
 
 
 def test_json_output_is_one_document_once_ready(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
@@ -157,7 +171,8 @@ def test_other_server_failures_still_exit_1(cli, project: Path, monkeypatch: pyt
 
 
 @pytest.mark.parametrize("args", [["serve", "model"], ["serve", "model", "m@a", "--port", "70000"],
-                                  ["serve", "model", "m@a", "--max-batch", "0"]])
+                                  ["serve", "model", "m@a", "--max-batch", "0"],
+                                  ["serve", "model", "m@a", "--workers", "0"]])
 def test_usage_errors_exit_2(cli, args: list[str]) -> None:
     assert cli(*args).code == 2
 

@@ -3,7 +3,7 @@
 Covers what local deploys, Docker images and pods rely on: ready file, predictions equal to the
 model's, bad input never 500 (10 MB body included), many concurrent clients with distinct rows,
 graceful SIGTERM with in-flight requests, two processes on one inherited socket swapped without
-a failed request, and one-line errors with exit codes.
+a failed request, and one-line errors with exit codes; and ``mlctl serve model`` from a registry.
 """
 
 from __future__ import annotations
@@ -321,3 +321,70 @@ def test_the_command_line_flags_reach_the_batcher(model: Model, servers: list[Se
     status, _, data = request(s.port, "POST", "/v1/predict", body)
     assert status == 413 and "at most 3" in json.loads(data)["detail"][0]["msg"]
     assert os.path.exists(s.ready_file)
+
+
+def test_mlctl_serve_model_resolves_the_registered_model_and_passes_its_flags(model: Model, tmp_path: Path) -> None:
+    """``mlctl serve model NAME@ALIAS`` on the embedded store: resolved without MLflow (the version's
+    folder copied and verified), ``--workers`` and ``--no-fast-path`` reach the server."""
+    import shutil
+
+    import yaml
+
+    from mlctl.lifecycle.tracking import quiet_mlflow
+
+    quiet_mlflow()
+    from mlflow import MlflowClient
+
+    root = tmp_path / "proj"
+    (root / ".mlctl").mkdir(parents=True)
+    (root / "mlctl.yaml").write_text("project: {name: served}\n", encoding="utf-8")
+    registered = tmp_path / "registered"
+    registered.mkdir()
+    shutil.copy(model.artifact.path, registered / "model.skops")
+    (registered / "MLmodel").write_text(yaml.safe_dump({
+        "flavors": {"sklearn": {"pickled_model": "model.skops", "serialization_format": "skops",
+                                "skops_trusted_types": ["sklearn.tree._tree.Tree"]}},
+        "signature": {"inputs": json.dumps(SIGNATURE["inputs"]), "outputs": json.dumps(SIGNATURE["outputs"])}}))
+    uri = f"sqlite:///{root / '.mlctl' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("churn")
+    client.create_model_version("churn", registered.as_uri(), tags={"mlctl.artifact_sha256": model.artifact.sha256,
+                                                                    "mlctl.artifact_path": "model.skops",
+                                                                    "mlctl.flavor": "sklearn"})
+    client.set_registered_model_alias("churn", "champion", "1")
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "mlctl", "serve", "model", "churn@champion", "--port", str(port),
+                                 "--workers", "2", "--no-fast-path", "-v", "-o", "json"],
+                                cwd=root, stdout=subprocess.PIPE, stderr=err)
+    try:
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mlctl serve exited with {proc.returncode}: {log.read_text()}")
+            try:
+                return request(port, "GET", "/ready")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=120, interval=0.05, what="mlctl serve model")
+        rows = np.random.default_rng(2).normal(size=(20, len(FEATURES)))
+        assert predict(port, rows) == model.estimator.predict(rows).tolist()
+        meta = json.loads(request(port, "GET", "/metadata")[2])
+        assert (meta["name"], meta["version"], meta["alias"], meta["sha256"]) == (
+            "churn", "1", "champion", model.artifact.sha256)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log.read_text()
+    doc = json.loads(out)
+    assert (doc["model"], doc["version"], doc["alias"], doc["endpoint"]) == (
+        "churn", "1", "champion", f"http://127.0.0.1:{port}")
+    text = log.read_text()
+    assert "workers=2" in text and "predict=RandomForestClassifier.predict" in text
+    copied = root / ".mlctl" / "models" / "churn" / "1" / "model.skops"
+    assert copied.read_bytes() == model.artifact.path.read_bytes()
