@@ -63,6 +63,39 @@ class TableView(Protocol):
     def table_rows(self) -> Sequence[Mapping[str, Any]]: ...  # pragma: no cover - protocol
 
 
+class Result:
+    """What a library call returns for a command to render: one document, and rows.
+
+    * :meth:`document` -- the JSON/YAML document, plain JSON-able data. It is the command's
+      contract with scripts: the same shape in ``json`` and ``yaml`` whatever the input, pinned by
+      a schema under ``docs/schemas/``.
+    * :meth:`rows` -- the records for ``csv`` and ``jsonl``, plain JSON-able mappings, produced
+      lazily: :func:`render` writes each one as it comes (a generator over a large input never
+      sits in memory, and no generic conversion runs over it).
+    * :meth:`table` -- what a table shows (default: the rows; a mapping renders as key/value);
+      ``columns``, ``wide_columns``, ``title`` and ``fit`` lay it out (see :func:`render`).
+
+    Commands call the library and hand the result to :func:`render`; they do not branch on the
+    output format.
+    """
+
+    #: column order for csv and tables (None: the first row's keys, in order)
+    columns: Sequence[str] | None = None
+    wide_columns: Sequence[str] = ()
+    title: str | None = None
+    fit: bool = False
+
+    def document(self) -> Any:
+        raise NotImplementedError  # pragma: no cover - every result defines its document
+
+    def rows(self) -> Iterable[Mapping[str, Any]]:
+        doc = self.document()
+        return doc if isinstance(doc, list) else [doc]
+
+    def table(self) -> Any:
+        return list(self.rows())
+
+
 def to_data(obj: Any) -> Any:
     """Plain JSON-able data from dataclasses, pydantic models, enums, paths and dates.
 
@@ -201,8 +234,11 @@ def render(
     ``wide_columns`` (shown only under ``--wide``) or ``fit``, each row stays one line at the
     terminal's width (see :func:`_table`).
     """
-    fit = fit or bool(wide_columns)
     fmt = OutputFormat(fmt or ui.format)
+    if isinstance(result, Result):
+        _render_result(result, fmt)
+        return
+    fit = fit or bool(wide_columns)
     data = to_data(result)
     out = ui.out
     if fmt is OutputFormat.json:
@@ -236,6 +272,45 @@ def render(
             console.width = max(console.width, needed)
         console.print(renderable)
     out.flush()
+
+
+def _render_result(result: Result, fmt: OutputFormat) -> None:
+    out = ui.out
+    if fmt is OutputFormat.json:
+        out.write(_dump_json(result.document()) + "\n")
+    elif fmt is OutputFormat.yaml:
+        out.write(_dump_yaml(result.document()))
+    elif fmt is OutputFormat.jsonl:
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        for row in result.rows():
+            out.write(dumps(row) + "\n")
+    elif fmt is OutputFormat.csv:
+        write_csv_rows(out, result.rows(), result.columns)
+    else:
+        render(result.table(), fmt=fmt, columns=result.columns, title=result.title,
+               wide_columns=result.wide_columns, fit=result.fit)
+        return
+    out.flush()
+
+
+def write_csv_rows(out: IO[str], rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> int:
+    """Write ``rows`` as CSV with a header as they come (``columns``, else the first row's keys;
+    keys missing from a row are empty cells, keys not in the header are left out). Returns the
+    number of rows. Nothing is written for no rows without ``columns``."""
+    import csv
+
+    writer = csv.writer(out, lineterminator="\n")
+    cols = list(columns) if columns else None
+    if cols:
+        writer.writerow(cols)
+    n = 0
+    for row in rows:
+        if cols is None:
+            cols = list(row)
+            writer.writerow(cols)
+        writer.writerow([_csv_cell(row.get(c)) for c in cols])
+        n += 1
+    return n
 
 
 def _csv_cell(value: Any) -> Any:

@@ -159,3 +159,66 @@ def test_no_color_respected(monkeypatch: pytest.MonkeyPatch, no_color: bool) -> 
     render([{"a": "b"}], fmt="table")
     has_color = "36m" in out.getvalue()  # the cyan header
     assert has_color is not no_color
+
+
+class _Scores(output.Result):
+    """A result whose rows are produced lazily; ``produced`` counts what was pulled."""
+
+    columns = ("ts", "score")
+    title = "scores"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.produced = 0
+
+    def document(self) -> dict[str, object]:
+        return {"count": self.n, "rows": list(self.rows())}
+
+    def rows(self):  # noqa: ANN201 - a generator
+        for i in range(self.n):
+            self.produced += 1
+            yield {"ts": i, "score": i / 2, "extra": "left out of csv"}
+
+
+def test_a_result_gives_one_document_in_json_and_yaml(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    render(_Scores(2), fmt="json")
+    doc = json.loads(out.getvalue())
+    out.seek(0)
+    out.truncate()
+    render(_Scores(2), fmt="yaml")
+    assert yaml.safe_load(out.getvalue()) == doc == {"count": 2, "rows": [
+        {"ts": 0, "score": 0.0, "extra": "left out of csv"}, {"ts": 1, "score": 0.5, "extra": "left out of csv"}]}
+
+
+def test_a_result_streams_its_rows_to_csv_and_jsonl(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    seen_while_writing: list[int] = []
+    result = _Scores(3)
+
+    class Spy(io.StringIO):
+        def write(self, text: str) -> int:
+            seen_while_writing.append(result.produced)
+            return super().write(text)
+
+    ui.stdout = spy = Spy()
+    render(result, fmt="csv")
+    assert spy.getvalue().splitlines() == ["ts,score", "0,0.0", "1,0.5", "2,1.0"]
+    assert seen_while_writing == [0, 1, 2, 3]  # the header first, then each row as it is produced
+    ui.stdout = out
+    render(_Scores(2), fmt="jsonl")
+    assert [json.loads(line)["ts"] for line in out.getvalue().splitlines()] == [0, 1]
+
+
+def test_a_result_renders_its_table(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, _ = streams
+    render(_Scores(2), fmt="table")
+    text = out.getvalue()
+    assert "scores" in text and "extra" not in text and "0.5" in text
+
+
+def test_csv_rows_without_columns_take_the_first_rows_keys() -> None:
+    buf = io.StringIO()
+    n = output.write_csv_rows(buf, iter([{"a": 1, "b": None}, {"b": True, "c": 3}]))
+    assert n == 2 and buf.getvalue().splitlines() == ["a,b", "1,", ",true"]
+    assert output.write_csv_rows(buf := io.StringIO(), iter([])) == 0 and buf.getvalue() == ""
