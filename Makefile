@@ -22,7 +22,7 @@ PEERS ?= .venv-peers
 help:
 	@echo "make demo   - run the main job on embedded defaults"
 	@echo "make test   - install everything the tests need and run them with coverage"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - run benchmarks and refresh docs/benchmarks.md"
 
 $(BIN)/python:
@@ -71,6 +71,7 @@ $(AIRFLOW_VENV)/.installed: | $(BIN)/python
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check mlctl commands tests benchmarks
+	$(BIN)/mypy
 
 test: system-deps $(VENV)/.dev $(AIRFLOW_VENV)/.installed lint
 	MLCTL_TEST_AIRFLOW_PYTHON="$(CURDIR)/$(AIRFLOW_VENV)/bin/python" $(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
@@ -88,6 +89,8 @@ bench: $(VENV)/.dev
 	  $(PEERS)/drain3/bin/python -m pip install --quiet drain3; }
 	$(BIN)/python benchmarks/detect_nab.py --all --write-docs
 	$(BIN)/python benchmarks/logs_parse.py --drain3-python $(PEERS)/drain3/bin/python --write-docs
+	$(BIN)/python benchmarks/logs_parse.py --drain3-python $(PEERS)/drain3/bin/python --whole-process --write-docs
+	$(BIN)/python benchmarks/serve_start.py --write-docs
 	$(BIN)/python benchmarks/logs_stream.py --write-docs
 
 clean:

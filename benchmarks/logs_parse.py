@@ -40,6 +40,16 @@ Without it the Drain3 rows are left out. Writes benchmarks/results/logs_parse.js
 --accuracy-only skips the timed runs (a quick check of the accuracy tables, or a refresh of them on a
 busy machine): with --write-docs, the throughput table already in docs/benchmarks.md is kept, marked
 as from its own earlier run.
+
+Whole process (``--whole-process``, its own run and its own section, logs_parse_process, beside this
+one): what a user waits for, start-up, reading, header split, mining and writing included. For each
+system (``--systems``, default HDFS BGL Spark), its 2k log repeated to ``--process-lines`` lines
+(50,000) is parsed to CSV by ``mlctl classify-logs parse FILE --log-format FORMAT -o csv > out.csv``
+and by a small Drain3 script run the same way (reads the file, splits the header with the same
+regex, feeds Drain3's TemplateMiner with the in-process comparison's configuration, writes a CSV of
+line ids, event ids and templates), both as subprocesses with stdout to a file, interleaved in the
+same run; ``--rounds`` rounds (5) after one warm-up each, the median counts. Writes
+benchmarks/results/logs_parse_process.json and, with --write-docs, that section.
 """
 
 from __future__ import annotations
@@ -115,6 +125,37 @@ out["first_pass_s"] = best_first
 out["stream_s"] = best_stream
 json.dump(out, sys.stdout)
 """
+
+
+# Runs inside Drain3's virtual environment as a whole process: FILE REGEX (the header split, with a
+# Content group) -> a CSV of LineId, EventId, EventTemplate on stdout (unparsed lines: EventId unparsed).
+DRAIN3_PROCESS = r"""
+import csv, re, sys
+from drain3 import TemplateMiner
+from drain3.masking import MaskingInstruction
+from drain3.template_miner_config import TemplateMinerConfig
+
+config = TemplateMinerConfig()
+config.profiling_enabled = False
+config.masking_instructions = [
+    MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})((?=[^A-Za-z0-9])|$)", "IP"),
+    MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(0x[a-f0-9A-F]+)((?=[^A-Za-z0-9])|$)", "HEX"),
+    MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)([\-\+]?\d+)((?=[^A-Za-z0-9])|$)", "NUM"),
+]
+miner = TemplateMiner(config=config)
+match = re.compile(sys.argv[2], re.DOTALL).match
+ids = []
+with open(sys.argv[1], "rb") as fh:
+    for raw in fh:
+        m = match(raw.decode("utf-8", "replace").rstrip("\r\n").strip())
+        ids.append(None if m is None else miner.add_log_message(m.group("Content").strip())["cluster_id"])
+templates = {c.cluster_id: c.get_template() for c in miner.drain.clusters}
+out = csv.writer(sys.stdout, lineterminator="\n")
+out.writerow(["LineId", "EventId", "EventTemplate"])
+for n, cid in enumerate(ids, 1):
+    out.writerow([n, "unparsed", ""] if cid is None else [n, f"E{cid}", templates[cid]])
+"""
+PROCESS_SYSTEMS = ("HDFS", "BGL", "Spark")
 
 
 def default_data() -> Path:
@@ -478,6 +519,146 @@ def kept_throughput() -> str | None:
     ]
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment of both parsers' processes: as a user's shell has it (buffered output, bytecode caches)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def _timed(cmd: list[str], out: Path, cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one subprocess writing its stdout to ``out``."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with out.open("wb") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, cwd=cwd, env=env, timeout=1800, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def run_whole_process(data: Path, systems: list[str], lines: int, rounds: int, drain3: str) -> dict[str, Any]:
+    """``mlctl classify-logs parse ... -o csv`` and the Drain3 script as whole processes, interleaved."""
+    from mlctl.logs.evaluate import find_files, load_formats
+    from mlctl.logs.formats import LogFormat
+
+    formats = load_formats(data)
+    mlctl_bin = Path(os.path.abspath(sys.executable)).parent / "mlctl"
+    mlctl_cmd = [str(mlctl_bin)] if mlctl_bin.exists() else [sys.executable, "-m", "mlctl"]
+    env = _clean_env()
+    out: dict[str, Any] = {"systems": {}, "lines": lines, "rounds": rounds,
+                           "load_before": os.getloadavg()[0]}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        script = work / "drain3_process.py"
+        script.write_text(DRAIN3_PROCESS)
+        runs: dict[str, dict[str, tuple[list[str], Path]]] = {}
+        for name in systems:
+            log, _ = find_files(data, name)
+            raw = log.read_bytes().splitlines(keepends=True)
+            if raw and not raw[-1].endswith(b"\n"):
+                raw[-1] += b"\n"
+            big = work / f"{name}_{lines}.log"
+            big.write_bytes(b"".join((raw * (lines // max(1, len(raw)) + 1))[:lines]))
+            spec = formats[name]
+            regex = LogFormat.compile(spec).regex
+            assert regex is not None
+            runs[name] = {
+                "mlctl": ([*mlctl_cmd, "classify-logs", "parse", str(big), "--log-format", spec, "-o", "csv"],
+                          work / f"{name}.mlctl.csv"),
+                "drain3": ([os.path.abspath(drain3), str(script), str(big), regex.pattern],
+                           work / f"{name}.drain3.csv"),
+            }  # fmt: skip
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for pair in runs.values():  # warm-up: bytecode caches, page cache
+            for cmd, dest in pair.values():
+                _timed(cmd, dest, work, env)
+        for r in range(rounds):
+            for name, pair in runs.items():
+                order = ("mlctl", "drain3") if r % 2 == 0 else ("drain3", "mlctl")
+                for side in order:
+                    cmd, dest = pair[side]
+                    times.setdefault((name, side), []).append(_timed(cmd, dest, work, env))
+        for name, pair in runs.items():
+            rows = {side: dest.read_text().count("\n") - 1 for side, (_, dest) in pair.items()}
+            if rows["mlctl"] != lines or rows["drain3"] != lines:
+                raise RuntimeError(f"{name}: expected {lines} CSV rows, got {rows}")
+            entry: dict[str, Any] = {"format": formats[name]}
+            for side in ("mlctl", "drain3"):
+                walls = [w for w, _ in times[(name, side)]]
+                cpus = [c for _, c in times[(name, side)]]
+                entry[side] = {"wall_s": walls, "cpu_s": cpus, "median_wall_s": _median(walls),
+                               "median_cpu_s": _median(cpus), "lines_per_s": lines / _median(walls)}  # fmt: skip
+            entry["speedup"] = entry["drain3"]["median_wall_s"] / entry["mlctl"]["median_wall_s"]
+            entry["speedup_cpu"] = entry["drain3"]["median_cpu_s"] / entry["mlctl"]["median_cpu_s"]
+            out["systems"][name] = entry
+        empty = work / "empty.log"
+        empty.write_bytes(b"")
+        starts = [_timed([*mlctl_cmd, "classify-logs", "parse", str(empty), "--log-format", "<Content>", "-o", "csv"],
+                         work / "empty.csv", work, env) for _ in range(max(3, rounds))]  # fmt: skip
+        out["mlctl_start_s"] = {"median_wall_s": _median([w for w, _ in starts]),
+                                "median_cpu_s": _median([c for _, c in starts])}  # fmt: skip
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
+def report_whole_process(result: dict[str, Any]) -> str:
+    p = result["process"]
+    rows = ["| system | mlctl lines/s | Drain3 lines/s | speed-up (wall) | mlctl CPU s | Drain3 CPU s "
+            "| speed-up (CPU) |", "|---|---|---|---|---|---|---|"]
+    for name, e in p["systems"].items():
+        rows.append(f"| {name} | {e['mlctl']['lines_per_s']:,.0f} | {e['drain3']['lines_per_s']:,.0f} "
+                    f"| **{e['speedup']:.2f}x** | {e['mlctl']['median_cpu_s']:.2f} | {e['drain3']['median_cpu_s']:.2f} "
+                    f"| {e['speedup_cpu']:.2f}x |")  # fmt: skip
+    ratios = [e["speedup"] for e in p["systems"].values()]
+    start = p["mlctl_start_s"]
+    start_share = sum(start["median_cpu_s"] / e["mlctl"]["median_cpu_s"] for e in p["systems"].values()) / len(ratios)
+    text = "Whole process, as a user runs it: `mlctl classify-logs parse FILE --log-format FORMAT -o csv > out.csv`"
+    text += (
+        f" beside a Drain3 script run the same way, on each system's 2k log repeated to {p['lines']:,} lines:\n\n"
+        + "\n".join(rows)
+        + f"\n\nMedian of {p['rounds']} interleaved rounds after a warm-up, lines/s over the wall time of the whole "
+        "process (start-up, reading, header split, mining, writing the CSV); CPU is user + system time of the "
+        "process. The Drain3 script reads the file, splits the header with the same regex mlctl compiles from the "
+        "format, feeds drain3's TemplateMiner with the configuration of the in-process comparison above (generic "
+        "masking of IPv4 addresses, hex and decimal numbers) and writes a CSV of line ids, event ids and templates. "
+        f"Both run with buffered stdout to a file and warm bytecode caches. mlctl's start-up alone (parse of an "
+        f"empty file): {start['median_wall_s']:.2f} s wall, {start['median_cpu_s']:.2f} s CPU, "
+        f"{start_share:.0%} of its CPU on these files (on average). 1-minute load average "
+        f"{p['load_before']:.1f} before, {p['load_after']:.1f} after (the machine is shared: compare the two "
+        f"columns of one run, not runs). Target: >= {TARGET_SPEEDUP:.0f}x Drain3; lowest here "
+        f"{min(ratios):.2f}x."
+    )
+    return text
+
+
+def whole_process_main(args: argparse.Namespace, data: Path) -> None:
+    if not (args.drain3_python and Path(args.drain3_python).exists()):
+        print(f"no Drain3 python at {args.drain3_python}: the whole-process comparison needs it", file=sys.stderr)
+        return
+    process = run_whole_process(data, args.systems, args.process_lines, max(1, args.rounds), args.drain3_python)
+    result: dict[str, Any] = {"benchmark": "logs_parse_process", "python": platform.python_version(),
+                              "machine": machine(), "data": shown_path(data), "process": process,
+                              "target": {"speedup_min": TARGET_SPEEDUP}}  # fmt: skip
+    result["target_met"] = all(e["speedup"] >= TARGET_SPEEDUP for e in process["systems"].values())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "logs_parse_process.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = report_whole_process(result)
+    print(text)
+    if args.write_docs:
+        write_section("logs_parse_process", text, result)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="Loghub-2k folder (with formats.json)")
@@ -486,10 +667,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per parser (the best counts)")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--accuracy-only", action="store_true", help="skip the throughput runs and Drain3")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="only the whole-process comparison (mlctl classify-logs parse vs a Drain3 script)")
+    parser.add_argument("--systems", nargs="+", default=list(PROCESS_SYSTEMS), help="systems of --whole-process")
+    parser.add_argument("--process-lines", type=int, default=50_000, help="lines per file in --whole-process")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of --whole-process (the median counts)")
     args = parser.parse_args()
     data = args.data or default_data()
     if not (data / "formats.json").is_file():
         print(f"Loghub data not found under {data}: nothing to do (set --data or MLCTL_BENCH_DATA)", file=sys.stderr)
+        return
+    if args.whole_process:
+        whole_process_main(args, data)
         return
     systems = load_systems(data)
     distinct = [c for s in systems.values() for c in s["contents"]]

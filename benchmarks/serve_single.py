@@ -94,7 +94,7 @@ def build_model(folder: Path) -> tuple[Path, Path, list[dict[str, float]], list[
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 
-    from mlctl.lifecycle.deploy.base import ModelArtifact
+    from mlctl.lifecycle.artifact import ModelArtifact
     from mlctl.lifecycle.serialize import save_mlflow_model
 
     X, y = make_classification(n_samples=5000, n_features=N_FEATURES, n_informative=10, random_state=0)

@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
-from mlctl.core.output import OutputFormat, message, render, render_stream, ui
+from mlctl.core.output import OutputFormat, message, render, ui
 
 if TYPE_CHECKING:
     from mlctl.core.config import LoadedConfig
     from mlctl.logs.pipeline import LogPipeline
-    from mlctl.logs.record import LogRecord
 
 app = typer.Typer(
     help="Parse, classify and route system logs: templates, classes, sinks, Kafka streaming, search.",
@@ -45,8 +44,6 @@ TemplatesOpt = Annotated[
         "none is kept).",
     ),
 ]
-#: the columns of ``classify -o csv``, written as a header even when there is no line
-CLASSIFY_COLUMNS = ["LineId", "class", "confidence", "severity", "rule", "EventId", "EventTemplate", "raw"]
 
 
 def _pipeline(
@@ -90,43 +87,14 @@ def parse(
 
     Example: mlctl classify-logs parse app.log -f '<Date> <Time> <Level> <Component>: <Content>' -o csv
     """
-    from mlctl.logs.parse import csv_header, rows_for_csv
-    from mlctl.logs.pipeline import read_records
+    from mlctl.logs.pipeline import read_input
 
     pipeline, _ = _pipeline(log_format, use_model=False, templates=templates)
-    records = pipeline.process(list(read_records(input)), classify_lines=False)
-    if not no_save_templates:
-        pipeline.save_templates()
-    rows = list(rows_for_csv(records, pipeline.header_fields))
-    unparsed = sum(1 for r in records if not r.parsed)
-    if unparsed:
-        message(f"warning: {unparsed} of {len(records)} line(s) did not match the log format (EventId unparsed)")
-    if ui.format in (OutputFormat.csv, OutputFormat.jsonl):
-        render(rows, columns=csv_header(pipeline.header_fields))
-    elif ui.format in (OutputFormat.json, OutputFormat.yaml):
-        render({"lines": len(records), "unparsed": unparsed, "templates": _templates(records), "rows": rows,
-                "log_format": pipeline.format_report()})  # fmt: skip
-    else:
-        render(
-            _templates(records),
-            title=f"{len(records)} lines, {unparsed} unparsed",
-            columns=["EventId", "count", "EventTemplate"],
-        )
+    render(pipeline.parse(read_input(input), save_templates=not no_save_templates))
     if drift:
         from mlctl.core.durations import parse_duration
 
         render(pipeline.miner.drift(parse_duration(drift, what="--drift")), title="new templates per interval")
-
-
-def _templates(records: list[LogRecord]) -> list[dict[str, object]]:
-    counts: dict[tuple[str, str], int] = {}
-    for r in records:
-        if r.parsed:
-            key = (r.event_id, r.template)
-            counts[key] = counts.get(key, 0) + 1
-    return [
-        {"EventId": e, "count": n, "EventTemplate": t} for (e, t), n in sorted(counts.items(), key=lambda kv: -kv[1])
-    ]
 
 
 @app.command("train")
@@ -209,55 +177,15 @@ def classify(
 
     Example: mlctl classify-logs classify app.log --rules rules.yaml -o jsonl
     """
-    from mlctl.logs.classify import class_counts, is_alert
-    from mlctl.logs.pipeline import build_router, read_records
+    from mlctl.logs.pipeline import classify_input, read_records, route_input
 
-    pipeline, loaded = _pipeline(log_format, rules, use_model=not no_model, templates=templates)
-    records = pipeline.process(list(read_records(input)))
-    if not no_save_templates and not dry_run:
-        pipeline.save_templates()
-    counts = class_counts(records)
+    pipeline, _ = _pipeline(log_format, rules, use_model=not no_model, templates=templates)
+    records = read_records(input, defer_id=True)  # ids are computed only for lines that go to a sink
+    save = not no_save_templates and not dry_run
     if route:
-        router = build_router(loaded)
-        shares = router.route(records)
-        written = {name: len(recs) for name, recs in shares.items()}
-        if not dry_run:
-            try:
-                router.write(records)
-            finally:
-                router.close()
-            _say_where_written(loaded)
-        render(
-            {"lines": len(records), "classes": counts, "sinks": written, "dry_run": dry_run,
-             "log_format": pipeline.format_report()},
-            title="would route" if dry_run else "routed",
-        )  # fmt: skip
-        return
-    rows = [_row(r) for r in records if not alerts_only or is_alert(r.cls)]
-    if ui.format is OutputFormat.csv:
-        render(rows, columns=CLASSIFY_COLUMNS)
-    elif ui.format is OutputFormat.jsonl:
-        render_stream(rows)
-    elif ui.format in (OutputFormat.json, OutputFormat.yaml):
-        render({"lines": len(records), "classes": counts, "records": rows, "log_format": pipeline.format_report()})
+        render(route_input(pipeline, records, dry_run=dry_run, save_templates=save))
     else:
-        render([{"class": k, "lines": v} for k, v in counts.items()], title=f"{len(records)} lines")
-        shown = [r for r in rows if is_alert(r["class"])][:20]
-        if shown:
-            render(shown, title="first alerts", columns=["LineId", "class", "severity", "confidence", "rule", "raw"])
-
-
-def _row(r: LogRecord) -> dict[str, object]:
-    return {
-        "LineId": r.line_id,
-        "class": r.cls,
-        "confidence": r.confidence,
-        "severity": r.severity,
-        "rule": r.rule,
-        "EventId": r.event_id,
-        "EventTemplate": r.template,
-        "raw": r.raw,
-    }
+        render(classify_input(pipeline, records, alerts_only=alerts_only, save_templates=save))
 
 
 @app.command("search")
@@ -324,24 +252,13 @@ def evaluate(
     Example: mlctl classify-logs evaluate --data ../loghub --truth event-id
     """
     from mlctl.core.errors import CheckFailed
-    from mlctl.logs.classify_eval import evaluate_classification
-    from mlctl.logs.evaluate import evaluate_parsing
+    from mlctl.logs.classify_eval import evaluation_result
 
-    report = evaluate_parsing(
-        data, systems=system, truth=truth.strip().lower().replace("-", "_"), log_format=log_format
-    )
-    doc = report.to_dict()
-    doc["classification"] = evaluate_classification(data, systems=system, log_format=log_format)
-    render(doc, table_data=doc.get("systems"), title="parsing accuracy")
-    if ui.format is OutputFormat.table and doc["classification"]:
-        render(doc["classification"], title="alert vs normal, where labels exist (weak labels; trained, 2-fold)")
-    if ui.format is OutputFormat.table:
-        message(
-            f"average grouping accuracy {report.grouping_accuracy:.3f} (true groups by {truth}), "
-            f"parsing accuracy {report.parsing_accuracy:.3f}"
-        )
-    if min_grouping is not None and report.grouping_accuracy < min_grouping:
-        raise CheckFailed(f"average grouping accuracy {report.grouping_accuracy:.3f} is below {min_grouping}")
+    result = evaluation_result(data, systems=system, truth=truth, log_format=log_format)
+    render(result)
+    accuracy = result.doc["average"]["grouping_accuracy"]
+    if min_grouping is not None and accuracy < min_grouping:
+        raise CheckFailed(f"average grouping accuracy {accuracy:.3f} is below {min_grouping}")
 
 
 @app.command("stream")
@@ -411,8 +328,10 @@ def stream(
         pipeline.save_templates()
     _say_where_written(loaded, sink)
     render(report, title="stream")
-    if getattr(report, "stopped_by", None) == "SIGINT":
-        raise typer.Exit(130)
+    from mlctl.core.graceful import exit_code_for_stop
+
+    if code := exit_code_for_stop(getattr(report, "stopped_by", None)):  # 130 after Ctrl-C
+        raise typer.Exit(code)
 
 
 @app.command("retrain")
@@ -491,19 +410,9 @@ def dag(
 
     Example: mlctl classify-logs dag --out $AIRFLOW_HOME/dags/logs_retrain.py --schedule @daily
     """
-    from mlctl.logs.dag import dag_spec, render_dag, write_dag
+    from mlctl.logs.dag import dag_result, dag_spec
 
     spec = dag_spec(
         load(), dag_id=dag_id, schedule=schedule, since=since, data=str(data) if data else None, mlctl=mlctl_bin
     )
-    if dry_run:
-        if ui.format is OutputFormat.table:
-            ui.out.write(render_dag(spec))
-        else:
-            render({"dag_id": spec.dag_id, "file": str(out), "source": render_dag(spec)})
-        return
-    path = write_dag(spec, out)
-    render(
-        {"dag_id": spec.dag_id, "file": str(path), "schedule": spec.schedule, "mlctl": spec.mlctl},
-        title="wrote Airflow DAG",
-    )
+    render(dag_result(spec, out, dry_run=dry_run))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, cli_state, load
-from mlctl.core.output import OutputFormat, message, render, ui
+from mlctl.core.output import OutputFormat, render
 
 app = typer.Typer(help="Show and edit configuration.\n\n"
                   "Precedence: flags > MLCTL_* env > mlctl.yaml > user file > defaults.",
@@ -25,15 +25,9 @@ def show(
 
     Example: mlctl config show --origin
     """
-    loaded = load()
-    values = loaded.values()
-    if ui.format is OutputFormat.table:
-        rows = [{"key": k, "value": v, **({"origin": loaded.origins.get(k)} if origin else {})}
-                for k, v in values.items()]
-        render(rows, title=f"config ({loaded.project_file or 'no project file'})")
-    else:
-        render({"project_file": loaded.project_file, "user_file": loaded.user_file,
-                "values": values, "origins": loaded.origins})
+    from mlctl.core.config_view import show_config
+
+    render(show_config(load(), origin=origin))
 
 
 @app.command("get")
@@ -47,17 +41,9 @@ def get(
 
     Example: mlctl config get deploy.port
     """
-    from mlctl.core.config import key_hint
-    from mlctl.core.errors import NotFound
+    from mlctl.core.config_view import get_config
 
-    loaded = load()
-    values = loaded.values()
-    if key not in values:
-        raise NotFound(f"unknown config key '{key}'", hint=key_hint(key))
-    if ui.format is OutputFormat.table:
-        render(values[key])
-    else:
-        render({"key": key, "value": values[key], "origin": loaded.origins.get(key)})
+    render(get_config(load(), key))
 
 
 @app.command("set")
@@ -76,13 +62,7 @@ def set_(
 
     Example: mlctl config set deploy.port 9000
     """
-    from mlctl.core.config import project_file_to_edit, set_value
+    from mlctl.core.config import project_file_to_edit
+    from mlctl.core.config_view import set_config
 
-    path = project_file_to_edit(cli_state.config_path)
-    final = set_value(path, key, value, dry_run=dry_run)
-    if dry_run:
-        render({"file": path, "key": key, "value": final, "dry_run": True})
-    elif ui.format is OutputFormat.table:
-        message(f"{path}: {key} = {final}")
-    else:
-        render({"file": path, "key": key, "value": final, "dry_run": False})
+    render(set_config(project_file_to_edit(cli_state.config_path), key, value, dry_run=dry_run))

@@ -1,4 +1,4 @@
-"""``mlctl deploy``: run a registered model on a target; ``deploy stop|logs``."""
+"""``mlctl deploy``: run a registered model on a target; ``deploy stop|scale|logs``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
-from mlctl.core.output import OutputFormat, message, render, ui
+from mlctl.core.output import OutputFormat, render
 
 
 class _DefaultToUp(TyperGroup):
@@ -47,23 +47,8 @@ def up(
     """
     from mlctl.lifecycle.releases import deploy
 
-    result = deploy(ref, load(), target=target, replicas=replicas, port=port, name=name, dry_run=dry_run,
-                    timeout_s=timeout)
-    if ui.format is not OutputFormat.table:
-        render(result)
-    elif result.dry_run:
-        assert result.plan is not None
-        render([{"step": i + 1, "action": a} for i, a in enumerate(result.plan.actions)],
-               title=f"plan for {result.deployment} on {result.target} (dry run)")
-        for manifest in result.plan.manifests:
-            render(manifest, fmt="yaml")
-    else:
-        assert result.status is not None and result.release is not None
-        s = result.status
-        render({"deployment": s.name, "model": f"{s.model}:{s.version}" + (f" (@{s.alias})" if s.alias else ""),
-                "target": s.target, "revision": result.release.revision,
-                "replicas": f"{s.replicas_ready}/{s.replicas_desired} ready", "endpoint": s.endpoint,
-                "health": s.health}, title="deployed")
+    render(deploy(ref, load(), target=target, replicas=replicas, port=port, name=name, dry_run=dry_run,
+                  timeout_s=timeout))
 
 
 @app.command("stop")
@@ -78,19 +63,27 @@ def stop(
 
     Example: mlctl deploy stop fraud
     """
-    from mlctl.lifecycle.releases import list_releases
-    from mlctl.lifecycle.releases import stop as stop_deployment
+    from mlctl.lifecycle.releases import stop_deployment
 
-    loaded = load()
-    if dry_run:
-        list_releases(name, loaded)
-        render({"deployment": name, "stopped": False, "dry_run": True})
-        return
-    stopped = stop_deployment(name, loaded)
-    if ui.format is OutputFormat.table:
-        message(f"{name}: {'stopped' if stopped else 'was not running'}")
-    else:
-        render({"deployment": name, "stopped": stopped, "dry_run": False})
+    render(stop_deployment(name, load(), dry_run=dry_run))
+
+
+@app.command("scale")
+def scale(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    replicas: Annotated[int, typer.Option("--replicas", "-r", help="Servers to run (0 to 64; docker: 0 or 1).")],
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run N servers of what a deployment serves now, without dropping requests.
+
+    Example: mlctl deploy scale fraud --replicas 3
+    """
+    from mlctl.lifecycle.releases import scale as scale_deployment
+
+    render(scale_deployment(name, load(), replicas, dry_run=dry_run))
 
 
 @app.command("logs")
@@ -105,10 +98,6 @@ def logs(
 
     Example: mlctl deploy logs fraud --tail 20
     """
-    from mlctl.lifecycle.releases import logs as read_logs
+    from mlctl.lifecycle.releases import deployment_logs
 
-    text = read_logs(name, load(), tail)
-    if ui.format is OutputFormat.table:
-        ui.out.write(text)
-    else:
-        render({"deployment": name, "logs": text})
+    render(deployment_logs(name, load(), tail))

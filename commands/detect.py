@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
-from mlctl.core.output import OutputFormat, message, render, render_stream, ui
+from mlctl.core.output import OutputFormat, message, render
 
 app = typer.Typer(help="Detect anomalies in server metrics: score files, watch Prometheus, alert, evaluate.",
                   no_args_is_help=True, rich_markup_mode=None, add_completion=False)  # fmt: skip
@@ -89,49 +88,10 @@ def score(
 
     Example: mlctl detect score cpu.csv -o csv --plot cpu.html > scores.csv
     """
-    from mlctl.core.durations import parse_duration
-    from mlctl.core.errors import UsageError
-    from mlctl.detect.scoring import score_frame
-    from mlctl.detect.sources import frames_from_series, read_input
+    from mlctl.detect.scoring import score as score_series
 
     spec, _ = _spec(detector=detector, param=param, threshold=threshold, prometheus=prometheus, step=step)
-    if (input is None) == (query is None):
-        raise UsageError("give either INPUT or --query", hint="mlctl detect score cpu.csv, or --query 'up' --since 1h")
-    if input is not None:
-        frames = [({}, read_input(input))]
-    else:
-        import time
-
-        from mlctl.connectors.prometheus import PrometheusClient, require_series
-
-        assert query is not None and spec.prometheus is not None
-        now = time.time()
-        series = require_series(PrometheusClient(spec.prometheus).query_range(
-            query, now - parse_duration(since, what="--since"), now, spec.step_s), query)  # fmt: skip
-        frames = frames_from_series(series, source=spec.prometheus)
-    results = [score_frame(f, detector=spec.detector, params=spec.params, threshold=spec.threshold, series=labels)
-               for labels, f in frames]  # fmt: skip
-    for res in results:
-        for w in res.frame.warnings:
-            message(f"warning: {res.frame.source}: {w}")
-    if plot is not None:
-        from mlctl.detect.plot import plot as draw
-
-        message(f"plot: {draw(results, plot)}")
-    rows = [r for res in results for r in res.rows() if r["is_anomaly"] or not anomalies_only]
-    summaries = [res.summary() for res in results]
-    if ui.format is OutputFormat.json:
-        render({"summary": summaries[0] if len(summaries) == 1 else summaries, "points": rows})
-    elif ui.format in (OutputFormat.csv, OutputFormat.jsonl):
-        render_stream(rows)
-    elif ui.format is OutputFormat.yaml:
-        render({"summary": summaries, "points": rows})
-    else:
-        for s in summaries:
-            shown = {k: v for k, v in s.items() if k not in ("warnings", "params") and v is not None}
-            render(shown, title="mlctl detect score")
-        flagged = [r for r in rows if r["is_anomaly"]]
-        render(flagged, title=f"{len(flagged)} anomalous point(s)")
+    render(score_series(spec, input=input, query=query, since=since, anomalies_only=anomalies_only, plot=plot))
 
 
 @app.command("watch")
@@ -177,7 +137,9 @@ def watch(
     Example: mlctl detect watch --prometheus http://127.0.0.1:9090 --query 'rate(cpu_seconds_total[1m])' --interval 15s
     """
     from mlctl.core.durations import parse_duration
-    from mlctl.detect.watch import Watcher, build_alerter, install_signal_handlers, report_dict
+    from mlctl.core.graceful import exit_code_for_stop
+    from mlctl.detect.results import WatchOutcome
+    from mlctl.detect.watch import Watcher, build_alerter, install_signal_handlers
 
     webhooks = list(webhook) if webhook else None
     spec, loaded = _spec(prometheus=prometheus, query=query, interval=interval, history=history, step=step,
@@ -185,27 +147,23 @@ def watch(
                          webhooks=webhooks, cooldown=cooldown, metrics_port=metrics_port, name=name)  # fmt: skip
     duration_s = parse_duration(duration, what="--duration") if duration else None
     if dry_run:
-        plan = spec.model_dump()
-        plan.update({"duration_s": duration_s, "iterations": iterations, "state_dir": str(loaded.state_dir)})
-        render(plan, title="mlctl detect watch --dry-run (nothing was started)")
+        from mlctl.detect.results import watch_plan
+
+        render(watch_plan(spec, loaded.state_dir, duration_s=duration_s, iterations=iterations))
         return
     alerter = build_alerter(spec, loaded.state_dir)
     watcher = Watcher(spec, prometheus_url=str(spec.prometheus), state_dir=loaded.state_dir, alerter=alerter)
     url = watcher.start_exporter()
     message(f"watching {spec.query!r} on {spec.prometheus} every {spec.interval}; metrics on {url}")
-    previous = install_signal_handlers(watcher)
+    stop = install_signal_handlers(watcher)
     try:
         report = watcher.run(duration_s=duration_s, iterations=iterations)
     finally:
-        import signal
-
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop.restore()
         watcher.stop_exporter()
-    doc = report_dict(report, events=ui.format is not OutputFormat.table)
-    render(doc, title=f"watch {spec.name}")
-    if report.stopped_by == "SIGINT":
-        raise typer.Exit(130)
+    render(WatchOutcome(report))
+    if code := exit_code_for_stop(report.stopped_by):  # 130 after Ctrl-C
+        raise typer.Exit(code)
 
 
 @app.command("rules")
@@ -227,23 +185,10 @@ def rules(
 
     Example: mlctl detect rules --out rules/mlctl-detect.yml
     """
-    from mlctl.core.durations import parse_duration
-    from mlctl.detect.export import alerting_rules, scrape_config
+    from mlctl.detect.results import alerting_rules
 
     spec, _ = _spec(threshold=threshold, detector=detector, name=name)
-    if for_ not in ("0", "0s"):
-        parse_duration(for_, what="--for")
-    text = alerting_rules(spec, for_=for_)
-    if out is None:
-        if ui.format is OutputFormat.table:
-            ui.out.write(text)
-        else:
-            render({"rules": text, "scrape_config": scrape_config(spec)})
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    render({"file": str(out), "scrape_config": scrape_config(spec)}, title="wrote alerting rules")
-    message(f"Add to prometheus.yml: rule_files: ['{out}'] and under scrape_configs:\n{scrape_config(spec)}")
+    render(alerting_rules(spec, for_=for_, out=out))
 
 
 @app.command("dashboard")
@@ -262,17 +207,10 @@ def dashboard(
 
     Example: mlctl detect dashboard --out grafana/anomalies.json
     """
-    from mlctl.detect.export import dashboard as build
+    from mlctl.detect.results import grafana_dashboard
 
     spec, _ = _spec(query=query, name=name)
-    doc = build(spec, title=title)
-    if out is None:
-        ui.out.write(json.dumps(doc, indent=2) + "\n")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    render({"file": str(out), "uid": doc["uid"], "title": doc["title"], "panels": len(doc["panels"])},
-           title="wrote Grafana dashboard")  # fmt: skip
+    render(grafana_dashboard(spec, title=title, out=out))
 
 
 @app.command("detectors")
@@ -285,19 +223,9 @@ def detectors(
 
     Example: mlctl detect detectors -o json
     """
-    from mlctl.detect.base import DEFAULT_DETECTOR, available_detectors
+    from mlctl.detect.results import list_detectors
 
-    rows = []
-    for name, cls in available_detectors().items():
-        rows.append({
-            "name": name,
-            "default": name == DEFAULT_DETECTOR,
-            "threshold": cls.default_threshold,
-            "summary": cls.summary,
-            "params": {k: {"default": p.default, "doc": p.doc} for k, p in cls.params.items()},
-        })  # fmt: skip
-    table = [{**r, "params": ", ".join(f"{k}={v['default']}" for k, v in r["params"].items())} for r in rows]
-    render(rows, table_data=table, columns=["name", "default", "threshold", "summary", "params"], title="detectors")
+    render(list_detectors())
 
 
 @app.command("evaluate")
@@ -360,11 +288,7 @@ def evaluate(
                                  results_dir=results_dir, jobs=jobs, progress=tick)  # fmt: skip
     for w in report.warnings:
         message(f"warning: {w}")
-    render(report, table_data=report.table_rows(), title=f"NAB scores of {report.detector}")
-    if ui.format is OutputFormat.table:
-        summary = ", ".join(f"{name} {score:.1f}" if score is not None else f"{name} n/a"
-                            for name, score in report.scores.items())  # fmt: skip
-        message(f"NAB score ({report.files} files, {report.rows} rows): {summary}")
+    render(ev.EvaluationResult(report))
     standard = report.scores.get("standard")
     if min_score is not None and (standard is None or standard < min_score):
         raise CheckFailed(f"NAB standard score {standard} is below --min-score {min_score}")

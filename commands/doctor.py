@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, WideOpt, load
-from mlctl.core.output import OutputFormat, render, ui
+from mlctl.core.output import OutputFormat, render
 
 
 def doctor(output: OutputOpt = OutputFormat.table, wide: WideOpt = False, verbose: VerboseOpt = False,
@@ -17,13 +17,6 @@ def doctor(output: OutputOpt = OutputFormat.table, wide: WideOpt = False, verbos
 
     Example: MLCTL_SERVICES_PROMETHEUS=http://127.0.0.1:9090 mlctl doctor -o json
     """
-    from mlctl.core.doctor import run_doctor
+    from mlctl.core.doctor import doctor_report
 
-    checks = run_doctor(load().config)
-    if ui.format is OutputFormat.table:
-        rows = [{"engine": c.engine, "status": "up" if c.reachable else "down", "url": c.url, "detail": c.detail,
-                 "installed": c.installed, "enables": c.enables} for c in checks]
-        render(rows, title="optional engines", columns=["engine", "status", "installed", "url"],
-               wide_columns=["detail", "enables"])
-    else:
-        render({"engines": checks})
+    render(doctor_report(load().config))

@@ -33,10 +33,10 @@ def init(
 
     Example: mlctl init service fraud-api --name fraud-api
     """
-    from mlctl.scaffold import list_templates, render_template
+    from mlctl.scaffold import TemplateList, list_templates, render_template
 
     if list_:
-        render(list_templates(), title="templates", columns=["name", "description"])
+        render(TemplateList(list_templates()))
         return
     if template_or_dir is None:
         raise UsageError("missing the project folder", hint="mlctl init [TEMPLATE] DIR, e.g. mlctl init service my-api")
@@ -46,11 +46,4 @@ def init(
         plan = render_template(template, dest, name=name, force=True, dry_run=True)
         if plan.overwritten and not typer.confirm(f"Overwrite {len(plan.overwritten)} file(s) in {plan.directory}?"):
             raise typer.Abort()
-    result = render_template(template, dest, name=name, force=force, dry_run=dry_run, note=message)
-    if ui.format is OutputFormat.table:
-        verb = "would write" if dry_run else "wrote"
-        render([{"file": f} for f in result.files], title=f"{verb} {len(result.files)} files")
-        if not dry_run:
-            message(f"Created {result.directory}. Next: cd {folder} && mlctl status")
-    else:
-        render(result)
+    render(render_template(template, dest, name=name, force=force, dry_run=dry_run, note=message))

@@ -8,7 +8,7 @@ import typer
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
 from mlctl.commands.train import TrackingUriOpt
-from mlctl.core.output import OutputFormat, message, render, ui
+from mlctl.core.output import OutputFormat, render
 
 app = typer.Typer(help="List, inspect, compare and promote registered models.\n\n"
                   "Models live in the MLflow registry at tracking.uri (or --tracking-uri).",
@@ -30,11 +30,7 @@ def list_(
     """
     from mlctl.lifecycle.registry import list_models
 
-    models = list_models(load({"tracking.uri": tracking_uri}))
-    rows = [{"name": m.name, "latest": m.latest_version,
-             "aliases": ", ".join(f"{a}=v{v}" for a, v in m.aliases.items()) or None, "updated": m.updated}
-            for m in models]
-    render(models, table_data=rows, title="registered models")
+    render(list_models(load({"tracking.uri": tracking_uri})))
 
 
 @app.command("show")
@@ -51,8 +47,7 @@ def show(
     """
     from mlctl.lifecycle.registry import show_model
 
-    detail = show_model(load({"tracking.uri": tracking_uri}), name)
-    render(detail, table_data=detail.table_rows(), title=f"model {detail.name}")
+    render(show_model(load({"tracking.uri": tracking_uri}), name))
 
 
 @app.command("compare")
@@ -71,8 +66,7 @@ def compare(
     """
     from mlctl.lifecycle.registry import compare as compare_versions
 
-    result = compare_versions(load({"tracking.uri": tracking_uri}), name, v1, v2)
-    render(result, table_data=result.table_rows(), title=f"{name}: v{result.v1} vs v{result.v2}")
+    render(compare_versions(load({"tracking.uri": tracking_uri}), name, v1, v2))
 
 
 @app.command("promote")
@@ -92,13 +86,4 @@ def promote(
     """
     from mlctl.lifecycle.registry import promote as promote_version
 
-    result = promote_version(load({"tracking.uri": tracking_uri}), name, version, alias, dry_run=dry_run)
-    if ui.format is OutputFormat.table:
-        before = f"v{result.previous}" if result.previous else "nothing"
-        if not result.changed:
-            message(f"{name}@{alias} already points at v{result.version}; nothing to do")
-        elif dry_run:
-            message(f"would move {name}@{alias}: {before} -> v{result.version} (dry run, nothing changed)")
-        else:
-            message(f"{name}@{alias}: {before} -> v{result.version}")
-    render(result, title=f"{name}@{alias}")
+    render(promote_version(load({"tracking.uri": tracking_uri}), name, version, alias, dry_run=dry_run))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, WideOpt, YesOpt, load
-from mlctl.core.output import OutputFormat, message, render, ui
+from mlctl.core.output import OutputFormat, render, ui
 
 
 def rollback(
@@ -33,17 +33,10 @@ def rollback(
     loaded = load()
     if not dry_run and not yes and sys.stdin.isatty() and ui.format is OutputFormat.table:
         plan = do_rollback(name, loaded, to=to, dry_run=True)
-        render([{"change": c} for c in plan.changes], title=f"rollback of {name}: would change")
+        render(plan)
         if not typer.confirm(f"Roll {name} back to version {plan.to_release.version}?"):
             raise typer.Abort()
-    result = do_rollback(name, loaded, to=to, dry_run=dry_run)
-    if ui.format is not OutputFormat.table:
-        render(result)
-        return
-    verb = "would change" if dry_run else "changed"
-    render([{"change": c} for c in result.changes], title=f"rollback of {name}: {verb}")
-    if result.release is not None:
-        message(f"{name} is now revision {result.release.revision} (version {result.to_release.version})")
+    render(do_rollback(name, loaded, to=to, dry_run=dry_run))
 
 
 def releases(
@@ -61,13 +54,5 @@ def releases(
     Example: mlctl releases fraud -o json
     """
     from mlctl.lifecycle.releases import list_releases
-    from mlctl.status import age
 
-    rows = list_releases(name, load())
-    table = [{"rev": r.revision, "model": f"{r.model}:{r.version}" + (f"@{r.alias}" if r.alias else ""),
-              "target": r.target, "status": r.status, "age": age(r.created_at), "digest": (r.digest or "")[:7],
-              "created": r.created_at[:19].replace("T", " "), "rollback of": r.rollback_of,
-              "sha256": r.digest} for r in rows]
-    render(rows, title=f"releases of {name}", table_data=table,
-           columns=["rev", "model", "target", "status", "age", "digest"],
-           wide_columns=["created", "rollback of", "sha256"])
+    render(list_releases(name, load()))

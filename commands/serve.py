@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, load
-from mlctl.core.output import OutputFormat, message, render, ui
+from mlctl.core.output import OutputFormat, render, ui
 
 app = typer.Typer(help="Serve models over HTTP in the foreground.\n\n"
                   "For managed, restarted, rolled-back servers use `mlctl deploy`.",
@@ -49,17 +49,14 @@ def model(
 
     Example: mlctl serve model fraud@champion --port 8000
     """
+    from mlctl.serving.ready import ServerReady
     from mlctl.serving.startup import starting
 
     loaded = load({"deploy.port": port} if port else None)
     chosen = port if port is not None else int(loaded.config.deploy.port)
 
     def announce(info: Any) -> None:
-        if ui.format is OutputFormat.table:
-            message(f"Serving {info.model} version {info.version}"
-                    f"{f' ({info.alias})' if info.alias else ''} at {info.endpoint} (Ctrl-C to stop)")
-        else:
-            render(info)
+        render(ServerReady(info))
 
     with starting():  # the server's libraries load without garbage collections (until it serves)
         from mlctl.serving import serve_model

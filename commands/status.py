@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, WideOpt, load
-from mlctl.core.output import OutputFormat, render, ui
+from mlctl.core.output import OutputFormat, render
 
 
 def status(
@@ -28,13 +28,4 @@ def status(
     """
     from mlctl.status import project_status
 
-    result = project_status(load(), live=live)
-    render(result, table_data=result.table(), title=f"mlctl project {result.project}")
-    if ui.format is OutputFormat.table:
-        if result.deployments:
-            rows = result.deployment_rows()
-            render(rows, title="deployments", columns=[c for c in rows[0] if c not in result.DEPLOYMENT_WIDE],
-                   wide_columns=result.DEPLOYMENT_WIDE)
-        if result.latest_runs:
-            render(result.run_rows(), title="latest runs", wide_columns=["started"],
-                   columns=["run", "kind", "name", "status", "metrics"])
+    render(project_status(load(), live=live))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
-from mlctl.core.output import OutputFormat, message, render, ui
+from mlctl.core.output import OutputFormat, render, ui
 
 TrackingUriOpt = Annotated[str | None, typer.Option(
     "--tracking-uri", metavar="URI", help="MLflow tracking URI (overrides tracking.uri), e.g. http://127.0.0.1:5000.")]
@@ -54,12 +54,6 @@ def train(
     options = TrainOptions(params=parse_params(param or []), tune=tune, timeout=timeout, register=register,
                            experiment=experiment, tune_storage=tune_storage)
     if dry_run:
-        plan = plan_training(loaded, options)
-        render(plan, table_data=plan.table(), title="mlctl train --dry-run (nothing was run)")
+        render(plan_training(loaded, options))
         return
-    result = run_training(loaded, options, verbose=ui.verbosity > 0)
-    render(result, table_data=result.table(), title=f"run {result.run_id}")
-    if ui.format is OutputFormat.table and result.registered is not None:
-        r = result.registered
-        message(f"Registered {r.name} version {r.version} as @{r.alias}. "
-                f"Next: mlctl models promote {r.name} {r.version} --alias champion")
+    render(run_training(loaded, options, verbose=ui.verbosity > 0))

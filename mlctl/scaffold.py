@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from mlctl import __version__
 from mlctl.core.errors import NotFound, OperationFailed, UsageError
+from mlctl.core.output import Result, Table
 
 _TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(name|package|mlctl_version)\s*\}\}")
@@ -46,8 +48,21 @@ class TemplateInfo:
     description: str
 
 
+class TemplateList(Result):
+    """``mlctl init --list``: every template, one row each."""
+
+    title = "templates"
+    columns = ("name", "description")
+
+    def __init__(self, templates: list[TemplateInfo]) -> None:
+        self.templates = templates
+
+    def document(self) -> list[dict[str, Any]]:
+        return [{"name": t.name, "description": t.description} for t in self.templates]
+
+
 @dataclass
-class ScaffoldResult:
+class ScaffoldResult(Result):
     """What ``render_template`` wrote (or would write, under ``dry_run``)."""
 
     template: str
@@ -56,6 +71,20 @@ class ScaffoldResult:
     files: list[str] = field(default_factory=list)
     dry_run: bool = False
     overwritten: list[str] = field(default_factory=list)
+    given: str = field(default="", repr=False, compare=False)  # the folder as typed, for the next-step hint
+
+    def document(self) -> dict[str, Any]:
+        return {"template": self.template, "directory": self.directory, "name": self.name, "files": list(self.files),
+                "dry_run": self.dry_run, "overwritten": list(self.overwritten)}
+
+    def tables(self) -> list[Table]:
+        verb = "would write" if self.dry_run else "wrote"
+        return [Table([{"file": f} for f in self.files], title=f"{verb} {len(self.files)} files")]
+
+    def notes(self) -> list[str]:
+        if self.dry_run:
+            return []
+        return [f"Created {self.directory}. Next: cd {self.given or self.directory} && mlctl status"]
 
 
 def _root() -> Traversable:
@@ -280,6 +309,7 @@ def render_template(
     ``note`` is told the project name used when it differs from the one given (or the folder's).
     """
     folder = _template_dir(template)
+    given = str(dest)
     dest = Path(dest).expanduser()
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"{dest} exists and is not a directory")
@@ -301,7 +331,7 @@ def render_template(
         out_rel = _output_path(rel)
         plan.append((out_rel, _inside(dest, out_rel), entry))
     _check_conflicts(dest, plan)
-    result = ScaffoldResult(template, str(dest), project_name, dry_run=dry_run)
+    result = ScaffoldResult(template, str(dest), project_name, dry_run=dry_run, given=given)
     for out_rel, target, _ in plan:
         result.files.append(str(out_rel))
         if target.exists():

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from mlctl.core.config import LoadedConfig
+from mlctl.core.durations import format_age as _age
+from mlctl.core.durations import seconds_since as _seconds_since
+from mlctl.core.output import Result, Table, to_data
 from mlctl.core.state import SCHEMA_VERSION, STATE_FILE, StateStore, read_counts
 
 LATEST_RUNS = 5
 
 
 @dataclass
-class ProjectStatus:
+class ProjectStatus(Result):
     """Stable keys of ``mlctl status -o json``."""
 
     project: str
@@ -31,6 +33,22 @@ class ProjectStatus:
     deployments: list[dict[str, Any]] = field(default_factory=list)
     #: {"id", "kind", "name", "status", "started_at", "metrics"}, newest first
     latest_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def tables(self) -> list[Table]:
+        """The summary, then the deployments and the latest runs (when there are any)."""
+        blocks = [Table(self.table(), title=f"mlctl project {self.project}")]
+        if self.deployments:
+            rows = self.deployment_rows()
+            narrow = [c for c in rows[0] if c not in self.DEPLOYMENT_WIDE]
+            blocks.append(Table(rows, title="deployments", columns=narrow, wide_columns=self.DEPLOYMENT_WIDE,
+                                fit=True))
+        if self.latest_runs:
+            blocks.append(Table(self.run_rows(), title="latest runs", wide_columns=["started"], fit=True,
+                                columns=["run", "kind", "name", "status", "metrics"]))
+        return blocks
 
     def table(self) -> dict[str, object]:
         rows: dict[str, object] = {
@@ -65,34 +83,11 @@ class ProjectStatus:
                 for r in self.latest_runs]
 
 
-def age(stamp: str | None) -> str:
-    """How long ago an ISO-8601 time was, as a table shows it (``45s``, ``3m``, ``2h``, ``5d``)."""
-    return _age(_seconds_since(stamp))
-
-
 def _short_url(url: str | None) -> str | None:
     """``http://127.0.0.1:8000`` -> ``127.0.0.1:8000`` (tables; documents keep the whole URL)."""
     if not url:
         return url
     return url.split("://", 1)[1].rstrip("/") if url.startswith(("http://", "https://")) else url
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def _seconds_since(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds())
-    except ValueError:
-        return None
 
 
 def project_status(loaded: LoadedConfig, *, live: bool = False) -> ProjectStatus:

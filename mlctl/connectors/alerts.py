@@ -25,18 +25,16 @@ True
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+from mlctl.core import http
 from mlctl.core.errors import ConfigError, OperationFailed, ServiceUnavailable
 
 __all__ = [
@@ -51,7 +49,6 @@ __all__ = [
     "parse_time",
 ]
 
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _SLACK_TEXT_LIMIT = 3000
 _SLACK_MAX_BLOCKS = 50
 
@@ -135,6 +132,12 @@ class AlertSink(ABC):
 
 
 class _HttpSink(AlertSink):
+    """A receiver of JSON POSTs, through :mod:`mlctl.core.http` (sent once: the caller's outbox retries).
+
+    Its one error mapping: no answer, 5xx, 408 or 429 is :class:`ServiceUnavailable` (try again
+    later); any other 4xx is :class:`OperationFailed` (the receiver refused the payload itself).
+    """
+
     def __init__(self, url: str, *, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -142,30 +145,23 @@ class _HttpSink(AlertSink):
         self.url = url
         self.timeout_s = float(timeout_s)
         self.headers = dict(headers or {})
-        handlers = [urllib.request.ProxyHandler({})] if parts.hostname in _LOOPBACK_HOSTS else []
-        self._opener = urllib.request.build_opener(*handlers)
 
-    def _post(self, url: str, body: Any, what: str) -> bytes:
-        data = json.dumps(body).encode()
+    def _post(self, url: str, body: Any, what: str, *, payload: str = "the alerts", hint: str | None = None,
+              refused_hint: str = "the receiver rejected the payload itself; check its URL and labels") -> bytes:
+        """POST ``body`` as JSON; ``what`` and ``payload`` name the receiver and the body in messages."""
         headers = {"Content-Type": "application/json", **self.headers}
-        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-        hint = f"check that {what} runs and answers at {url}; the alerts stay queued and are retried"
+        hint = hint or f"check that {what} runs and answers at {url}; the alerts stay queued and are retried"
         try:
-            with self._opener.open(request, timeout=self.timeout_s) as resp:
-                return bytes(resp.read())
-        except urllib.error.HTTPError as exc:
-            detail = (exc.read() if exc.fp is not None else b"").decode(errors="replace").strip()[:300]
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise ServiceUnavailable(f"{what} at {url} answered HTTP {exc.code}: {detail}", hint=hint) from exc
-            raise OperationFailed(
-                f"{what} at {url} refused the alerts (HTTP {exc.code}): {detail}",
-                hint="the receiver rejected the payload itself; check its URL and labels",
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut short
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                reason = f"no answer within {self.timeout_s:g}s"
-            raise ServiceUnavailable(f"{what} at {url} is unreachable: {reason}", hint=hint) from exc
+            resp = http.request("POST", url, body=http.json_body(body), headers=headers, timeout=self.timeout_s)
+        except ServiceUnavailable as exc:  # refused, reset, timed out, cut short
+            raise ServiceUnavailable(f"{what} at {url} is unreachable: {exc.details.get('reason')}",
+                                     hint=hint) from exc
+        if resp.status < 400:
+            return resp.body
+        detail = resp.text().strip()[:300]
+        if http.transient_status(resp.status):
+            raise ServiceUnavailable(f"{what} at {url} answered HTTP {resp.status}: {detail}", hint=hint)
+        raise OperationFailed(f"{what} at {url} refused {payload} (HTTP {resp.status}): {detail}", hint=refused_hint)
 
 
 class AlertmanagerSink(_HttpSink):
@@ -211,10 +207,17 @@ class AlertmanagerSink(_HttpSink):
 
 
 class WebhookSink(_HttpSink):
-    """A webhook: generic JSON (``style="json"``) or a Slack-compatible message (``style="slack"``).
+    """A JSON webhook: the one sink for detect's alerts and for log routing's classified records.
 
-    The JSON body is ``{"version": "1", "status": "firing"|"resolved", "alerts": [Alert.to_dict()...]}``
-    (``status`` is ``firing`` while any alert in the batch fires), close to Alertmanager's own webhooks.
+    * alerts (:meth:`send`, an :class:`AlertSink`): generic JSON (``style="json"``), the body
+      ``{"version": "1", "status": "firing"|"resolved", "alerts": [Alert.to_dict()...]}`` (``status`` is
+      ``firing`` while any alert in the batch fires), close to Alertmanager's own webhooks; or a
+      Slack-compatible message (``style="slack"``);
+    * log records (:meth:`write`, a sink of :mod:`mlctl.logs.sinks`): ``{"records": [...], "count": N}``,
+      ``max_batch`` records per request, each record turned into JSON data by ``encode`` (default:
+      its ``to_dict()``).
+
+    ``url`` may carry the ``webhook+`` prefix of a sink spec. Failures: see :class:`_HttpSink`.
     """
 
     def __init__(
@@ -222,14 +225,23 @@ class WebhookSink(_HttpSink):
         url: str,
         *,
         style: Literal["json", "slack"] = "json",
+        name: str | None = None,
         timeout_s: float = 5.0,
         headers: Mapping[str, str] | None = None,
+        max_batch: int = 500,
+        encode: Callable[[Any], Mapping[str, Any]] | None = None,
     ) -> None:
         if style not in ("json", "slack"):
             raise ConfigError(f"unknown webhook style {style!r}", hint="use json or slack")
-        super().__init__(url, timeout_s=timeout_s, headers=headers)
+        target = url.removeprefix("webhook+")
+        parts = urllib.parse.urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"invalid webhook URL {url!r}", hint="use webhook+https://HOST/PATH")
+        super().__init__(target, timeout_s=timeout_s, headers=headers)
         self.style = style
-        self.name = f"{'slack' if style == 'slack' else 'webhook'}:{url}"
+        self.name = name or f"{'slack' if style == 'slack' else 'webhook'}:{target}"
+        self.max_batch = max(1, int(max_batch))
+        self.encode = encode
 
     def body(self, alerts: Sequence[Alert]) -> dict[str, Any]:
         return slack_message(alerts) if self.style == "slack" else json_message(alerts)
@@ -237,6 +249,17 @@ class WebhookSink(_HttpSink):
     def send(self, alerts: Sequence[Alert]) -> None:
         if alerts:
             self._post(self.url, self.body(alerts), "the webhook")
+
+    def write(self, records: Sequence[Any]) -> None:
+        """POST ``records`` (log records), ``max_batch`` a request; returns once every request was accepted."""
+        encode = self.encode or (lambda record: record.to_dict())
+        for start in range(0, len(records), self.max_batch):
+            chunk = [encode(r) for r in records[start : start + self.max_batch]]
+            self._post(self.url, {"records": chunk, "count": len(chunk)}, "the webhook", payload="the records",
+                       hint="retried after a pause", refused_hint="check its URL and what payload it expects")
+
+    def close(self) -> None:
+        """Nothing to release (each request has its own connection)."""
 
 
 def json_message(alerts: Sequence[Alert]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """A small Prometheus HTTP API client: instant and range queries, and polling for new points.
 
-Standard library HTTP only (``urllib``); numpy holds the samples. Every failure is a typed error:
+HTTP through :mod:`mlctl.core.http` (no proxy for loopback); numpy holds the samples. Every failure is a typed error:
 
 * the server cannot be reached, times out or answers 5xx: :class:`ServiceUnavailable` (exit 4),
   with a hint naming the URL;
@@ -18,19 +18,17 @@ stitched back together, so callers never see that limit.
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mlctl.core import http
 from mlctl.core.durations import parse_duration
 from mlctl.core.errors import ConfigError, NotFound, ServiceUnavailable, UsageError, require
 
@@ -53,7 +51,6 @@ MAX_POINTS_PER_SERIES = 11_000
 CHUNK_POINTS = 10_000
 
 TimeLike = float | int | datetime
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def _np() -> Any:
@@ -168,8 +165,6 @@ class PrometheusClient:
         self.url = url.strip().rstrip("/")
         self.timeout_s = float(timeout_s)
         self.headers = dict(headers or {})
-        handlers = [urllib.request.ProxyHandler({})] if parts.hostname in _LOOPBACK_HOSTS else []
-        self._opener = urllib.request.build_opener(*handlers)
 
     # -- transport ----------------------------------------------------------------------------
     def _unavailable(self, why: str) -> ServiceUnavailable:
@@ -182,17 +177,12 @@ class PrometheusClient:
         """POST a form to ``/api/v1/<path>`` and return the ``data`` of a success answer."""
         body = urllib.parse.urlencode(params).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json", **self.headers}
-        request = urllib.request.Request(f"{self.url}/api/v1/{path}", data=body, headers=headers, method="POST")
-        try:
-            with self._opener.open(request, timeout=self.timeout_s) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read() if exc.fp is not None else b""
-        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut short
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                raise self._unavailable(f"no answer within {self.timeout_s:g}s") from exc
-            raise self._unavailable(str(reason)) from exc
+        try:  # sent once: a query that timed out on the server is not sent again (pollers retry later)
+            resp = http.request("POST", f"{self.url}/api/v1/{path}", body=body, headers=headers,
+                                timeout=self.timeout_s)
+        except ServiceUnavailable as exc:  # refused, reset, timed out, cut short
+            raise self._unavailable(exc.details.get("reason", exc.message)) from exc
+        status, raw = resp.status, resp.body
         try:
             payload = json.loads(raw)
         except ValueError:

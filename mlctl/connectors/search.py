@@ -255,7 +255,8 @@ class SqliteFtsIndex(SearchIndex):
                 ) from None
 
     def _where(self, query: str, since: float | None, cls: str | None, fts: str | None) -> tuple[str, list[Any]]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         if fts is not None:
             clauses.append("logs.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
             args.append(fts)
@@ -463,7 +464,8 @@ class OpenSearchIndex(SearchIndex):
         answer = self._call(self._client.bulk, body=body, **extra)
         if not answer.get("errors"):
             return
-        retry, refused = [], []
+        retry: list[Any] = []
+        refused: list[Any] = []
         for item in answer.get("items", []):
             result = next(iter(item.values()))
             error = result.get("error")

@@ -12,13 +12,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlctl.core import probes
 from mlctl.core.config import CoreConfig
+from mlctl.core.output import Result, to_data
 
 TIMEOUT_S = 2.0
 
@@ -132,3 +134,31 @@ def run_doctor(config: CoreConfig) -> list[EngineCheck]:
                      else getattr(config.services, e.config_key)) for e in ENGINES}
     with ThreadPoolExecutor(max_workers=len(ENGINES)) as pool:
         return list(pool.map(lambda e: _check(e, urls[e.name]), ENGINES))
+
+
+@dataclass
+class DoctorReport(Result):
+    """``mlctl doctor``: one check per engine; the table shows engine, status, client, URL (``--wide``: more)."""
+
+    engines: list[EngineCheck]
+
+    title = "optional engines"
+    columns = ("engine", "status", "installed", "url")
+    wide_columns = ("detail", "enables")
+    fit = True
+
+    def document(self) -> dict[str, Any]:
+        return {"engines": [to_data(c) for c in self.engines]}
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        for c in self.engines:
+            yield to_data(c)
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{"engine": c.engine, "status": "up" if c.reachable else "down", "url": c.url, "detail": c.detail,
+                 "installed": c.installed, "enables": c.enables} for c in self.engines]
+
+
+def doctor_report(config: CoreConfig) -> DoctorReport:
+    """:func:`run_doctor` as a result to render."""
+    return DoctorReport(run_doctor(config))

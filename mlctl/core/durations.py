@@ -50,3 +50,34 @@ def format_duration(seconds: float) -> str:
             out += f"{rest // size}{unit}"
             rest %= size
     return out
+
+
+def format_age(seconds: float | None) -> str:
+    """An age as a table shows it: ``45s``, ``3m``, ``2h``, ``5d`` (``-`` when unknown).
+
+    >>> format_age(150), format_age(None)
+    ('2m', '-')
+    """
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def seconds_since(stamp: str | None) -> float | None:
+    """Seconds from an ISO-8601 time (with a zone) until now; None when missing or unreadable."""
+    from datetime import UTC, datetime
+
+    if not stamp:
+        return None
+    try:
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds())
+    except ValueError:
+        return None
+
+
+def age(stamp: str | None) -> str:
+    """How long ago an ISO-8601 time was, as a table shows it (``45s``, ``3m``, ``2h``, ``5d``)."""
+    return format_age(seconds_since(stamp))

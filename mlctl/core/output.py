@@ -63,6 +63,23 @@ class TableView(Protocol):
     def table_rows(self) -> Sequence[Mapping[str, Any]]: ...  # pragma: no cover - protocol
 
 
+@dataclasses.dataclass
+class Table:
+    """One block of a result's table view (see :meth:`Result.tables`).
+
+    ``data`` is a mapping (a key/value table), a list of mappings (one row each) or a scalar;
+    ``fmt="yaml"`` writes it as YAML instead (a manifest in a plan), ``fmt="text"`` writes the
+    string as it is (logs, rules).
+    """
+
+    data: Any
+    title: str | None = None
+    columns: Sequence[str] | None = None
+    wide_columns: Sequence[str] = ()
+    fit: bool = False
+    fmt: str | None = None
+
+
 class Result:
     """What a library call returns for a command to render: one document, and rows.
 
@@ -94,6 +111,21 @@ class Result:
 
     def table(self) -> Any:
         return list(self.rows())
+
+    def csv_rows(self) -> Iterable[Mapping[str, Any] | tuple[Any, ...] | str]:
+        """The rows for ``csv`` (default: :meth:`rows`). A tuple is a row of plain cells in
+        ``columns`` order (str, int, float) and a str a CSV line already encoded (with its newline),
+        each written as it is: the fast paths for large outputs."""
+        return self.rows()
+
+    def tables(self) -> Iterable[Table]:
+        """The blocks of the table view, in order (default: :meth:`table` with the class's layout);
+        a result with several tables, or none, overrides it."""
+        return [Table(self.table(), self.title, self.columns, self.wide_columns, self.fit)]
+
+    def notes(self) -> Iterable[str]:
+        """Human lines for stderr after the table view (hints, next steps); never in the document."""
+        return ()
 
 
 def to_data(obj: Any) -> Any:
@@ -285,18 +317,27 @@ def _render_result(result: Result, fmt: OutputFormat) -> None:
         for row in result.rows():
             out.write(dumps(row) + "\n")
     elif fmt is OutputFormat.csv:
-        write_csv_rows(out, result.rows(), result.columns)
+        write_csv_rows(out, result.csv_rows(), result.columns)
     else:
-        render(result.table(), fmt=fmt, columns=result.columns, title=result.title,
-               wide_columns=result.wide_columns, fit=result.fit)
+        for block in result.tables():
+            if block.fmt == "text":
+                out.write(block.data)
+                out.flush()
+            else:
+                render(block.data, fmt=block.fmt or fmt, columns=block.columns, title=block.title,
+                       wide_columns=block.wide_columns, fit=block.fit)
+        for note in result.notes():
+            message(note)
         return
     out.flush()
 
 
-def write_csv_rows(out: IO[str], rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> int:
+def write_csv_rows(out: IO[str], rows: Iterable[Mapping[str, Any] | tuple[Any, ...] | str],
+                   columns: Sequence[str] | None = None) -> int:  # fmt: skip
     """Write ``rows`` as CSV with a header as they come (``columns``, else the first row's keys;
-    keys missing from a row are empty cells, keys not in the header are left out). Returns the
-    number of rows. Nothing is written for no rows without ``columns``."""
+    keys missing from a row are empty cells, keys not in the header are left out). A tuple row
+    holds plain cells in ``columns`` order and a str row is an encoded CSV line: each is written
+    as it is. Returns the number of rows. Nothing is written for no rows without ``columns``."""
     import csv
 
     writer = csv.writer(out, lineterminator="\n")
@@ -304,11 +345,21 @@ def write_csv_rows(out: IO[str], rows: Iterable[Mapping[str, Any]], columns: Seq
     if cols:
         writer.writerow(cols)
     n = 0
+    write = writer.writerow
     for row in rows:
+        kind = type(row)
+        if kind is str:
+            out.write(row)  # type: ignore[arg-type]
+            n += 1
+            continue
+        if kind is tuple:
+            write(row)
+            n += 1
+            continue
         if cols is None:
             cols = list(row)
             writer.writerow(cols)
-        writer.writerow([_csv_cell(row.get(c)) for c in cols])
+        writer.writerow([_csv_cell(row.get(c)) for c in cols])  # type: ignore[union-attr]  # a mapping here
         n += 1
     return n
 

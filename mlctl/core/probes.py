@@ -28,8 +28,9 @@ PostgreSQL has two checks on purpose: the startup message of :func:`postgres_rea
 the server is still starting (what a recipe waits for), the SSLRequest of :func:`check_postgres`
 succeeds on any PostgreSQL server and logs nothing there (what doctor reports).
 
-HTTP probes never use a proxy from the environment (engines answer on loopback), unless
-``env_proxies=True``. Docker URLs may be ``unix:///path/docker.sock`` or ``tcp://host:port``.
+HTTP goes through :mod:`mlctl.core.http` (one attempt, no retries): probes never use a proxy from
+the environment (engines answer on loopback), unless ``env_proxies=True``, and then never for a
+loopback host. Docker URLs may be ``unix:///path/docker.sock`` or ``tcp://host:port``.
 
 >>> host_port("redis://10.0.0.5/0", 6379)
 ('10.0.0.5', 6379)
@@ -39,14 +40,13 @@ False
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import struct
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
+
+from mlctl.core import http
 
 __all__ = [
     "check_docker",
@@ -66,8 +66,6 @@ __all__ = [
     "tcp_ready",
 ]
 
-# Loopback probes must never go through an HTTP proxy taken from the environment.
-_NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _DOCKER_TCP_PORT = 2375
 _KAFKA_CORRELATION = 11
 
@@ -117,24 +115,6 @@ def tcp_ready(host: str, port: int, timeout: float = 0.5) -> bool:
 # --------------------------------------------------------------------------- HTTP
 
 
-def _unix_get(socket_path: str, path: str, timeout: float, limit: int) -> tuple[int, bytes]:
-    """``GET path`` as HTTP/1.0 over a unix socket (the server closes after its answer)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    with sock:
-        sock.connect(socket_path)
-        sock.sendall(f"GET {path or '/'} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0]
-    fields = status_line.split()
-    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
-        raise OSError(f"not an HTTP answer: {status_line[:60]!r}")
-    return int(fields[1]), body[:limit]
-
-
 def http_get(
     url: str,
     path: str = "",
@@ -148,26 +128,20 @@ def http_get(
 
     An HTTP error status is returned, not raised; an engine that cannot be reached, or that does
     not answer in HTTP, raises :class:`OSError`. ``url`` may be ``http(s)://``, ``tcp://`` (read as ``http://``) or
-    ``unix:///path/to.sock``. Proxies from the environment are used only with ``env_proxies``.
+    ``unix:///path/to.sock``. Proxies from the environment are used only with ``env_proxies``, and
+    never for a loopback host. One attempt, through :data:`mlctl.core.http.transport`.
     """
     parts = urllib.parse.urlsplit(url)
+    unix_socket = None
     if parts.scheme == "unix":
-        return _unix_get(parts.path, path, timeout, limit)
-    if parts.scheme == "tcp":
+        unix_socket, url = parts.path, "http://localhost"
+    elif parts.scheme == "tcp":
         url = urllib.parse.urlunsplit(parts._replace(scheme="http"))
     full = url.rstrip("/") + path if path else url
-    request = urllib.request.Request(full, headers=dict(headers or {}))
-    try:
-        if env_proxies:
-            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
-        else:
-            response = _NO_PROXY_OPENER.open(request, timeout=timeout)
-        with response:
-            return int(response.status), response.read(limit) if limit else b""
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(min(limit, 4096)) if limit else b""
-    except http.client.HTTPException as exc:  # e.g. BadStatusLine: something else answers on that port
-        raise OSError(f"not an HTTP answer from {full}: {exc!r}") from exc
+    request = http.Request("GET", full, dict(headers or {}), timeout=timeout, limit=limit,
+                          proxies="auto" if env_proxies else "never", unix_socket=unix_socket)
+    response = http.transport.send(request)
+    return response.status, response.body
 
 
 def http_ready(url: str, expect_status: int = 200, timeout: float = 1.0) -> bool:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlctl.core.errors import ConfigError, NotFound, OperationFailed, UsageError
+from mlctl.core.output import Result, Table, to_data
 from mlctl.detect.nab import (
     PROFILES,
     Corpus,
@@ -96,6 +97,29 @@ class EvaluationReport:
         out.append({"file": "threshold", **blank, **{name: r.threshold for name, r in self.profiles.items()}})
         out.append({"file": "NAB score", **blank, **{name: r.score for name, r in self.profiles.items()}})
         return out
+
+
+class EvaluationResult(Result):
+    """An :class:`EvaluationReport` to render: the document is every field of the report; csv,
+    jsonl and the table write its :meth:`~EvaluationReport.table_rows` (per file, then totals)."""
+
+    def __init__(self, report: EvaluationReport) -> None:
+        self.report = report
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self.report)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.report.table_rows()
+
+    def tables(self) -> list[Table]:
+        return [Table(self.report.table_rows(), title=f"NAB scores of {self.report.detector}")]
+
+    def notes(self) -> list[str]:
+        r = self.report
+        summary = ", ".join(f"{name} {score:.1f}" if score is not None else f"{name} n/a"
+                            for name, score in r.scores.items())  # fmt: skip
+        return [f"NAB score ({r.files} files, {r.rows} rows): {summary}"]
 
 
 # --------------------------------------------------------------------------- reading and writing
@@ -217,9 +241,10 @@ def _write_summaries(results_dir: Path, detector: str, profiles: Mapping[str, Co
 # --------------------------------------------------------------------------- running and scoring
 
 
-def _run_detector(job: tuple[type[Detector], dict[str, Any], np.ndarray]) -> np.ndarray:
+def _run_detector(job: tuple[type[Detector], dict[str, Any], np.ndarray | None]) -> np.ndarray:
     """A fresh detector over one file's values (the class travels to worker processes by reference)."""
     cls, params, values = job
+    assert values is not None, "a series is read before it is scored"
     return np.asarray(cls(**params).score(values), dtype=float).reshape(-1)
 
 

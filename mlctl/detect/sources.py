@@ -319,3 +319,16 @@ def frames_from_series(series: Sequence[Any], *, source: str) -> list[tuple[dict
         frame = _finish(times, values, [name], [_iso(t) for t in times], source)
         out.append((dict(s.labels), frame))
     return out
+
+
+def read_prometheus(url: str, query: str, *, since_s: float, step_s: float,
+                    now: float | None = None) -> list[tuple[dict[str, str], MetricFrame]]:
+    """One frame per series of ``query`` over the last ``since_s`` seconds at ``step_s`` resolution
+    (Prometheus ``query_range``): unreachable is exit 4, a PromQL error or no series exit 2."""
+    import time
+
+    from mlctl.connectors.prometheus import PrometheusClient, require_series
+
+    end = time.time() if now is None else now
+    series = require_series(PrometheusClient(url).query_range(query, end - since_s, end, step_s), query)
+    return frames_from_series(series, source=url)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlctl.core.errors import UsageError
+from mlctl.core.graceful import GracefulStop, StopFlag
 from mlctl.core.output import log
 from mlctl.detect import export as m
 from mlctl.detect.spec import DetectSpec
@@ -179,7 +180,7 @@ class Watcher:
         self.lock = threading.Lock()
         self.series: dict[str, SeriesState] = {}
         self.last_poll: float | None = None
-        self.stop_event = threading.Event()
+        self.stop_event: StopFlag = threading.Event()
         self.checkpoint_file = state_dir / "detect" / f"watch-{spec.name}.json"
         self.report = WatchReport(watch=spec.name, query=self.query, detector=self.detector_name,
                                   threshold=self.threshold, metrics_url=None)  # fmt: skip
@@ -220,7 +221,7 @@ class Watcher:
         from prometheus_client import CollectorRegistry, start_http_server
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self))  # type: ignore[arg-type]
+        registry.register(_Collector(self))
         try:
             self._server, _ = start_http_server(self.spec.metrics_port, addr=self.spec.metrics_host, registry=registry)
         except OSError as exc:
@@ -368,17 +369,16 @@ class Watcher:
         return self.report
 
 
-def install_signal_handlers(watcher: Watcher) -> dict[int, Any]:
-    """SIGTERM and SIGINT stop the loop after the tick in flight; returns the previous handlers."""
-    previous = {}
+def install_signal_handlers(watcher: Watcher) -> GracefulStop:
+    """SIGTERM and SIGINT stop the loop after the tick in flight (``report.stopped_by`` names the
+    last one); returns the installed :class:`~mlctl.core.graceful.GracefulStop` (``restore()`` it)."""
 
-    def handler(signum: int, _frame: Any) -> None:
+    def record(signum: int, _frame: Any) -> None:
         watcher.report.stopped_by = signal.Signals(signum).name
-        watcher.stop_event.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    return previous
+    graceful = GracefulStop(event=watcher.stop_event, on_signal=record)
+    watcher.stop_event = graceful  # the loop sees a signal at once, not when the event is set
+    return graceful.install()
 
 
 def report_dict(report: WatchReport, *, events: bool = False) -> dict[str, Any]:

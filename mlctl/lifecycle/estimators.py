@@ -61,7 +61,7 @@ BUILTIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "extra_trees": {"n_jobs": 1},
 }
 
-_TREES = {
+_TREES: dict[str, dict[str, Any]] = {
     "n_estimators": {"type": "int", "low": 50, "high": 300, "step": 50},
     "max_depth": {"type": "int", "low": 2, "high": 16},
     "min_samples_leaf": {"type": "int", "low": 1, "high": 10},
@@ -155,7 +155,11 @@ def default_search_space(model: str) -> dict[str, dict[str, Any]] | None:
     return {k: dict(v) for k, v in space.items()} if space is not None else None
 
 
-def _import_attr(ref: str, root: Path | None) -> Any:
+def import_attr(ref: str, root: Path | None = None) -> Any:
+    """The object ``module:name`` names, imported with ``root`` (the project) on the Python path.
+
+    Raises :class:`ConfigError` (about ``train.model``) when the module or the name is missing.
+    """
     module_name, attr = ref.split(":")
     added = False
     if root is not None and str(root) not in sys.path:
@@ -181,7 +185,7 @@ def estimator_class(model: str, task: str) -> type:
     if path is None:
         tasks = " or ".join(BUILTINS[model])
         raise ConfigError(f"train.model: '{model}' does not support {task} (only {tasks})")
-    cls: type = _import_attr(path, None)
+    cls: type = import_attr(path, None)
     return cls
 
 
@@ -200,7 +204,7 @@ def build_estimator(model: str, task: str, params: Mapping[str, Any] | None = No
 
         return build_torch_estimator(torch_reference(model), task, params, seed=seed, root=root)
     if is_custom(model):
-        factory = _import_attr(model, root)
+        factory = import_attr(model, root)
         if not callable(factory):
             raise ConfigError(f"train.model: '{model}' is not callable")
         est = factory()
@@ -249,8 +253,8 @@ def with_preprocessing(estimator: Any, X: Any) -> Any:  # noqa: N803
     """``estimator`` itself when ``X`` is all numeric without gaps; else a Pipeline that imputes
     missing numbers (median) and one-hot encodes text columns (unknown categories ignored) before it.
 
-    Torch models are never wrapped: they fill gaps themselves inside the saved TorchScript module
-    and refuse text columns (the whole model must be one TorchScript file).
+    Torch models are never wrapped: they fill gaps themselves (the training medians are saved with
+    the network's weights) and refuse text columns (the whole model must be one torch file).
 
     Parameters of the wrapped estimator are then ``model__<name>``; use :func:`final_estimator`.
     """

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,8 @@ from typing import Any
 
 from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import NotFound, OperationFailed, UsageError
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.core.output import Result, Table, to_data
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.metrics import better, higher_is_better
 from mlctl.lifecycle.registry_fast import CannotAnswer, RegistryReader, VersionRecord, reader_for
 from mlctl.lifecycle.serialize import MODEL_FILE, MODEL_FILES, sha256_file, verify_sha256
@@ -120,14 +122,37 @@ class VersionInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+class ModelList(list[ModelSummary], Result):
+    """``mlctl models list``: a list of model summaries that renders itself."""
+
+    title = "registered models"
+
+    def document(self) -> list[dict[str, Any]]:
+        return [to_data(m) for m in self]
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{"name": m.name, "latest": m.latest_version,
+                 "aliases": ", ".join(f"{a}=v{v}" for a, v in m.aliases.items()) or None, "updated": m.updated}
+                for m in self]
+
+
 @dataclass
-class ModelDetail:
+class ModelDetail(Result):
     """``mlctl models show NAME``."""
 
     name: str
     description: str | None
     aliases: dict[str, str]
     versions: list[VersionInfo]
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [to_data(v) for v in self.versions]
+
+    def tables(self) -> list[Table]:
+        return [Table(self.table_rows(), title=f"model {self.name}")]
 
     def table_rows(self) -> list[dict[str, Any]]:
         return [{"version": v.version, "aliases": ", ".join(v.aliases) or None,
@@ -159,7 +184,7 @@ class ParamComparison:
 
 
 @dataclass
-class Comparison:
+class Comparison(Result):
     """``mlctl models compare NAME V1 V2``."""
 
     name: str
@@ -167,6 +192,18 @@ class Comparison:
     v2: str
     metrics: list[MetricComparison]
     params: list[ParamComparison]
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        for m in self.metrics:
+            yield {"kind": "metric", **to_data(m)}
+        for p in self.params:
+            yield {"kind": "param", **to_data(p)}
+
+    def tables(self) -> list[Table]:
+        return [Table(self.table_rows(), title=f"{self.name}: v{self.v1} vs v{self.v2}")]
 
     def table_rows(self) -> list[dict[str, Any]]:
         def cell(x: Any, mark: bool) -> str:
@@ -185,7 +222,7 @@ class Comparison:
 
 
 @dataclass
-class PromoteResult:
+class PromoteResult(Result):
     """``mlctl models promote``: what the alias pointed at before and after."""
 
     name: str
@@ -194,6 +231,20 @@ class PromoteResult:
     previous: str | None
     changed: bool
     dry_run: bool
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def tables(self) -> list[Table]:
+        return [Table(self.document(), title=f"{self.name}@{self.alias}")]
+
+    def notes(self) -> list[str]:
+        before = f"v{self.previous}" if self.previous else "nothing"
+        if not self.changed:
+            return [f"{self.name}@{self.alias} already points at v{self.version}; nothing to do"]
+        if self.dry_run:
+            return [f"would move {self.name}@{self.alias}: {before} -> v{self.version} (dry run, nothing changed)"]
+        return [f"{self.name}@{self.alias}: {before} -> v{self.version}"]
 
 
 @dataclass
@@ -320,15 +371,15 @@ def _run_data(tr: Tracking, run_id: str | None) -> tuple[dict[str, float], dict[
 # --------------------------------------------------------------------------- public API
 
 
-def list_models(loaded: LoadedConfig) -> list[ModelSummary]:
+def list_models(loaded: LoadedConfig) -> ModelList:
     """Every registered model with its latest version and aliases."""
     try:
         tr = connect(loaded, create=False)
     except NotFound:
-        return []  # an embedded store that was never created holds no models
+        return ModelList()  # an embedded store that was never created holds no models
     with mlflow_errors(tr.uri):
         models = tr.client.search_registered_models(max_results=1000)
-        out = []
+        out = ModelList()
         for rm in sorted(models, key=lambda m: m.name):
             latest = max((int(v.version) for v in (rm.latest_versions or [])), default=None)
             out.append(ModelSummary(name=rm.name, latest_version=None if latest is None else str(latest),

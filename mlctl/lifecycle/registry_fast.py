@@ -7,7 +7,7 @@ lookups. :func:`reader_for` returns a :class:`RegistryReader` that answers them 
   ``model_versions``, ``registered_model_aliases``, ``model_version_tags``) read with the
   standard library's ``sqlite3``, read-only;
 * an MLflow tracking server (``http(s)://``): its REST API (``registered-models/get``,
-  ``model-versions/get``, ``model-versions/search``) with ``urllib``.
+  ``model-versions/get``, ``model-versions/search``) through :mod:`mlctl.core.http`.
 
 Where it cannot answer exactly as the MLflow client would (another database, a store whose
 schema it does not know, several workspaces, TLS client settings, a server error), it raises
@@ -20,15 +20,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import urllib.error
 import urllib.parse
-import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlctl.core import http
 from mlctl.core.config import LoadedConfig
+from mlctl.core.errors import MlctlError
 from mlctl.lifecycle.tracking import is_server, resolve_uri, sqlite_file
 
 #: MLflow's stage of a deleted model version (rows kept, never shown)
@@ -199,19 +199,21 @@ class RestReader(RegistryReader):
     def _get(self, endpoint: str, **params: Any) -> dict[str, Any] | None:
         """The JSON answer of ``GET endpoint``; None when the server says the resource does not exist."""
         url = f"{self.uri}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}"
-        request = urllib.request.Request(url, headers=self.headers)
         try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as resp:  # noqa: S310 - http(s) only
-                return dict(json.loads(resp.read() or b"{}"))
-        except urllib.error.HTTPError as exc:
+            resp = http.request("GET", url, headers=self.headers, timeout=_TIMEOUT_S)
+        except (MlctlError, ValueError) as exc:  # unreachable, timed out: MLflow's path reports it
+            raise CannotAnswer(f"{endpoint}: {exc}") from None
+        if resp.status >= 400:
             try:
-                code = json.loads(exc.read() or b"{}").get("error_code")
-            except (ValueError, AttributeError, OSError):
+                code = json.loads(resp.body or b"{}").get("error_code")
+            except (ValueError, AttributeError):
                 code = None
-            if exc.code == 404 and code == "RESOURCE_DOES_NOT_EXIST":
+            if resp.status == 404 and code == "RESOURCE_DOES_NOT_EXIST":
                 return None
-            raise CannotAnswer(f"HTTP {exc.code} from {endpoint}") from None
-        except (OSError, ValueError) as exc:  # unreachable, timed out, not JSON: MLflow's path reports it
+            raise CannotAnswer(f"HTTP {resp.status} from {endpoint}")
+        try:
+            return dict(json.loads(resp.body or b"{}"))
+        except (ValueError, TypeError) as exc:  # not JSON (or not an object): MLflow's path reports it
             raise CannotAnswer(f"{endpoint}: {exc}") from None
 
     def model(self, name: str) -> ModelRecord | None:

@@ -22,8 +22,10 @@ from typing import Any
 
 from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import NotFound, UsageError
+from mlctl.core.output import Result, Table, to_data
 from mlctl.core.state import STATE_FILE, StateStore, utcnow
-from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
 from mlctl.lifecycle.deploy.lock import deployment_lock, lock_folder
 
 
@@ -51,8 +53,30 @@ class Release:
                    d.get("rollback_of"))
 
 
+class ReleaseList(list[Release], Result):
+    """``mlctl releases NAME``: a deployment's releases, oldest first; the table shows a short digest
+    and each release's age (``--wide``: creation time, what it rolled back, the whole SHA-256)."""
+
+    columns = ("rev", "model", "target", "status", "age", "digest")
+    wide_columns = ("created", "rollback of", "sha256")
+    fit = True
+
+    def document(self) -> list[dict[str, Any]]:
+        return [to_data(r) for r in self]
+
+    def tables(self) -> list[Table]:
+        from mlctl.core.durations import age
+
+        rows = [{"rev": r.revision, "model": f"{r.model}:{r.version}" + (f"@{r.alias}" if r.alias else ""),
+                 "target": r.target, "status": r.status, "age": age(r.created_at), "digest": (r.digest or "")[:7],
+                 "created": r.created_at[:19].replace("T", " "), "rollback of": r.rollback_of,
+                 "sha256": r.digest} for r in self]
+        name = self[0].deployment if self else ""
+        return [Table(rows, f"releases of {name}", self.columns, self.wide_columns, self.fit)]
+
+
 @dataclass
-class DeployResult:
+class DeployResult(Result):
     """Stable keys of ``mlctl deploy -o json``."""
 
     deployment: str
@@ -62,9 +86,25 @@ class DeployResult:
     status: DeploymentStatus | None = None
     release: Release | None = None
 
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def tables(self) -> list[Table]:
+        if self.plan is not None:
+            return [Table([{"step": i + 1, "action": a} for i, a in enumerate(self.plan.actions)],
+                          title=f"plan for {self.deployment} on {self.target} (dry run)"),
+                    *(Table(m, fmt="yaml") for m in self.plan.manifests)]
+        s, rel = self.status, self.release
+        if s is None or rel is None:
+            return [Table(self.document())]
+        return [Table({"deployment": s.name, "model": f"{s.model}:{s.version}" + (f" (@{s.alias})" if s.alias else ""),
+                       "target": s.target, "revision": rel.revision,
+                       "replicas": f"{s.replicas_ready}/{s.replicas_desired} ready", "endpoint": s.endpoint,
+                       "health": s.health}, title="deployed")]
+
 
 @dataclass
-class RollbackResult:
+class RollbackResult(Result):
     """Stable keys of ``mlctl rollback -o json``."""
 
     deployment: str
@@ -75,6 +115,78 @@ class RollbackResult:
     status: DeploymentStatus | None = None
     release: Release | None = None
     changes: list[str] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def tables(self) -> list[Table]:
+        verb = "would change" if self.dry_run else "changed"
+        return [Table([{"change": c} for c in self.changes], title=f"rollback of {self.deployment}: {verb}")]
+
+    def notes(self) -> list[str]:
+        if self.release is None:
+            return []
+        return [f"{self.deployment} is now revision {self.release.revision} (version {self.to_release.version})"]
+
+
+@dataclass
+class StopResult(Result):
+    """``mlctl deploy stop NAME``: whether servers were stopped (a dry run stops nothing)."""
+
+    deployment: str
+    stopped: bool
+    dry_run: bool
+
+    def document(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "stopped": self.stopped, "dry_run": self.dry_run}
+
+    def tables(self) -> list[Table]:
+        return [Table(self.document())] if self.dry_run else []
+
+    def notes(self) -> list[str]:
+        if self.dry_run:
+            return []
+        return [f"{self.deployment}: {'stopped' if self.stopped else 'was not running'}"]
+
+
+@dataclass
+class ScaleResult(Result):
+    """Stable keys of ``mlctl deploy scale NAME --replicas N -o json``: ``name``, ``target``, ``replicas``
+    (asked for), ``ready`` (ready now; None in a dry run), ``from`` (the count before; None when unknown),
+    ``dry_run``."""
+
+    name: str
+    target: str
+    replicas: int
+    ready: int | None
+    previous: int | None
+    dry_run: bool
+
+    def document(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "replicas": self.replicas, "ready": self.ready,
+                "from": self.previous, "dry_run": self.dry_run}
+
+    def tables(self) -> list[Table]:
+        return [Table(self.document())] if self.dry_run else []
+
+    def notes(self) -> list[str]:
+        if self.dry_run:
+            return []
+        return [f"{self.name}: {self.ready}/{self.replicas} replica(s) ready on {self.target}"]
+
+
+@dataclass
+class DeploymentLogs(Result):
+    """``mlctl deploy logs NAME``: the last lines of its server logs (the table view is the text itself)."""
+
+    deployment: str
+    logs: str
+
+    def document(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "logs": self.logs}
+
+    def tables(self) -> list[Table]:
+        return [Table(self.logs, fmt="text")]
 
 
 def deployment_name(raw: str) -> str:
@@ -184,7 +296,7 @@ def _locked(loaded: LoadedConfig, name: str, operation: str) -> Any:
     return deployment_lock(lock_folder(loaded.state_dir, name), name, operation)
 
 
-def list_releases(name: str, loaded: LoadedConfig) -> list[Release]:
+def list_releases(name: str, loaded: LoadedConfig) -> ReleaseList:
     """Every release of a deployment, oldest first."""
     loaded.require_project()
     path = loaded.state_dir / STATE_FILE
@@ -194,7 +306,7 @@ def list_releases(name: str, loaded: LoadedConfig) -> list[Release]:
         rows = _rows(store, name)
     if not rows:
         raise NotFound(f"no deployment named {name!r}", hint="see `mlctl status` for deployments")
-    return [Release.from_row(r) for r in rows]
+    return ReleaseList(Release.from_row(r) for r in rows)
 
 
 def rollback(name: str, loaded: LoadedConfig, *, to: int | None = None, dry_run: bool = False) -> RollbackResult:
@@ -300,27 +412,66 @@ def stop(name: str, loaded: LoadedConfig) -> bool:
     return stopped
 
 
+def scale(name: str, loaded: LoadedConfig, replicas: int, *, dry_run: bool = False) -> ScaleResult:
+    """Run ``replicas`` servers of what deployment ``name`` serves now, on the target it was deployed to.
+
+    The count is checked first (0..:data:`~mlctl.lifecycle.deploy.base.MAX_REPLICAS`, else
+    :class:`UsageError`); an unknown deployment is :class:`NotFound`. Holds the deployment's lock,
+    waits until the servers are ready, and records the count for ``mlctl status``; no release is
+    recorded (what serves did not change), and a later deploy sets its own count.
+    """
+    from mlctl.lifecycle.deploy.base import validate_replicas
+
+    validate_replicas(replicas)
+    releases = list_releases(name, loaded)
+    target = releases[-1].target
+    backend = get_target(target, loaded)
+    if dry_run:
+        now = backend.status(name) if target == "local" else None
+        return ScaleResult(name, target, replicas, None, now.replicas_desired if now else None, True)
+    with _locked(loaded, name, "scale"):
+        before = backend.status(name)
+        status = backend.scale(name, replicas)
+        with StateStore(loaded.state_dir / STATE_FILE) as store:
+            rows = store.select("deployments", {"name": name})
+            if rows:
+                spec = {**(rows[0].get("spec") or {}), "replicas": replicas}
+                store.update("deployments", {"name": name}, {"spec": spec, "status": status.health,
+                                                              "updated_at": utcnow()})
+    return ScaleResult(name, target, replicas, status.replicas_ready,
+                       before.replicas_desired if before else None, False)
+
+
 def logs(name: str, loaded: LoadedConfig, tail: int = 100) -> str:
     releases = list_releases(name, loaded)
     return get_target(releases[-1].target, loaded).logs(name, tail)
 
 
+def stop_deployment(name: str, loaded: LoadedConfig, *, dry_run: bool = False) -> StopResult:
+    """:func:`stop` as a result to render; a dry run only checks that the deployment exists."""
+    if dry_run:
+        list_releases(name, loaded)
+        return StopResult(name, False, True)
+    return StopResult(name, stop(name, loaded), False)
+
+
+def deployment_logs(name: str, loaded: LoadedConfig, tail: int = 100) -> DeploymentLogs:
+    """:func:`logs` as a result to render."""
+    return DeploymentLogs(name, logs(name, loaded, tail))
+
+
 def _probe_ready(endpoint: str | None, timeout_s: float = 1.0) -> str | None:
     """Health from a loopback endpoint's ``/ready``: healthy, degraded or down (None: not probed)."""
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+    from mlctl.core import http
+    from mlctl.core.errors import ServiceUnavailable
 
-    if not endpoint or urllib.parse.urlsplit(endpoint).hostname not in ("127.0.0.1", "localhost", "::1"):
+    if not endpoint or not http.is_loopback(endpoint):
         return None
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(endpoint.rstrip("/") + "/ready", timeout=timeout_s) as resp:
-            return "healthy" if resp.status == 200 else "degraded"
-    except urllib.error.HTTPError:
-        return "degraded"
-    except (urllib.error.URLError, OSError):
+    try:  # a probe: one attempt, no retries
+        resp = http.request("GET", endpoint.rstrip("/") + "/ready", timeout=timeout_s, retries=0, limit=0)
+    except ServiceUnavailable:
         return "down"
+    return "healthy" if resp.status == 200 else "degraded"
 
 
 def deployment_statuses(loaded: LoadedConfig, *, live: bool = False) -> list[DeploymentStatus]:

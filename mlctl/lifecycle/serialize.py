@@ -16,10 +16,12 @@ MLflow layout (see :func:`save_mlflow_model`): an MLflow model folder with the `
 ``python_function`` flavors, ``serialization_format: skops`` and ``skops_trusted_types`` in its
 ``MLmodel`` file, so ``mlflow models serve`` can serve it too.
 
-Torch models (:mod:`mlctl.lifecycle.torch_model`) are TorchScript archives (``model.pt``, written
-with ``torch.jit.save``, metadata inside the archive), never pickles; their folder's ``MLmodel``
-records the ``torch`` flavor (file, format, task, classes, feature names, torch version) and the
-signature. :func:`load_model` dispatches on ``artifact.flavor``; both flavors verify the file's
+Torch models (:mod:`mlctl.lifecycle.torch_model`) are one ``model.pt``: ``torch.save`` of the
+weights (a ``state_dict``) and of the metadata, including the ``module:function`` that builds the
+network and its arguments; the same model always gives the same bytes, and it is opened with
+``torch.load(weights_only=True)`` (no pickled code runs). Their folder's ``MLmodel`` records the
+``torch`` flavor (file, format, module reference, task, classes, feature names, torch version) and
+the signature. :func:`load_model` dispatches on ``artifact.flavor``; both flavors verify the file's
 SHA-256 before opening it.
 """
 
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mlctl.core.errors import OperationFailed, UsageError
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 
 MODEL_FILE = "model.skops"
 TORCH_MODEL_FILE = "model.pt"
@@ -79,7 +81,25 @@ def verify_sha256(path: Path, expected: str) -> None:
     if not path.is_file():
         raise OperationFailed(f"model file {path} does not exist",
                               hint="resolve the model again (mlctl deploy / resolve_model downloads it)")
-    actual = sha256_file(path)
+    _check_digest(path, sha256_file(path), expected)
+
+
+def read_verified(path: Path, expected: str) -> bytes:
+    """The bytes of ``path``, read once and returned only when they hash to ``expected``.
+
+    Loading from these bytes (not from the file again) leaves no window in which the file could be
+    swapped between the check and the load. Raises like :func:`verify_sha256`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OperationFailed(f"model file {path} does not exist",
+                              hint="resolve the model again (mlctl deploy / resolve_model downloads it)")
+    data = path.read_bytes()
+    _check_digest(path, hashlib.sha256(data).hexdigest(), expected)
+    return data
+
+
+def _check_digest(path: Path, actual: str, expected: str) -> None:
     if actual != expected.lower():
         raise ArtifactTampered(
             f"model file {path} has SHA-256 {actual[:16]}..., not the {expected[:16]}... recorded at "
@@ -216,7 +236,7 @@ def flavor_of(estimator: Any) -> str:
 
 
 def _torch_model(estimator: Any) -> Any:
-    """The fitted :class:`~mlctl.lifecycle.torch_model.TorchScriptModel` of a torch estimator."""
+    """The fitted :class:`~mlctl.lifecycle.torch_model.TorchModel` of a torch estimator."""
     model = getattr(estimator, "model_", estimator)
     if not hasattr(model, "save"):
         raise OperationFailed(f"cannot save {type(estimator).__name__}: the torch model is not fitted")
@@ -226,7 +246,8 @@ def _torch_model(estimator: Any) -> Any:
 def save_model(estimator: Any, path: Path) -> str:
     """Write ``estimator`` to ``path`` (atomically) and return the file's SHA-256.
 
-    scikit-learn compatible estimators are written with skops; torch estimators as TorchScript.
+    scikit-learn compatible estimators are written with skops; torch estimators as a state_dict
+    with the reference of their network's function (:mod:`mlctl.lifecycle.torch_model`).
     """
     if flavor_of(estimator) == "torch":
         return str(_torch_model(estimator).save(Path(path)))
@@ -266,7 +287,7 @@ def load_model(artifact: ModelArtifact, *, extra_trusted: Iterable[str] = ()) ->
 
     Raises :class:`ArtifactTampered` on a hash mismatch (the file is not opened) and
     :class:`OperationFailed` when the file needs a type that is not trusted. A ``torch`` artifact
-    comes back as a :class:`~mlctl.lifecycle.torch_model.TorchScriptModel`.
+    comes back as a :class:`~mlctl.lifecycle.torch_model.TorchModel`.
     """
     if artifact.flavor not in MODEL_FILES:
         raise UsageError(f"{artifact.ref}: model flavor '{artifact.flavor}' is not supported by this mlctl",
@@ -360,8 +381,9 @@ def save_mlflow_model(estimator: Any, directory: Path, *, signature: Mapping[str
 
 
 def save_mlflow_torch(estimator: Any, directory: Path, *, signature: Mapping[str, Any]) -> SavedModel:
-    """Write an MLflow model folder for a torch model: ``model.pt`` (TorchScript), ``MLmodel`` with
-    the ``torch`` flavor and the signature, and ``requirements.txt``; hash the model file."""
+    """Write an MLflow model folder for a torch model: ``model.pt`` (state_dict and module
+    reference), ``MLmodel`` with the ``torch`` flavor and the signature, and ``requirements.txt``;
+    hash the model file."""
     from mlflow.models import Model
 
     model = _torch_model(estimator)
@@ -374,6 +396,7 @@ def save_mlflow_torch(estimator: Any, directory: Path, *, signature: Mapping[str
     mlmodel = Model(signature=mlflow_signature(signature))
     mlmodel.add_flavor("torch", model_file=TORCH_MODEL_FILE, format=meta["format"],
                        format_version=meta["format_version"], torch_version=meta["torch_version"],
+                       module=meta.get("module"), module_kwargs=meta.get("module_kwargs"),
                        task=meta["task"], classes=meta["classes"], feature_names=meta["feature_names"])
     try:
         mlmodel.save(str(directory / "MLmodel"))

@@ -30,21 +30,19 @@ import os
 import platform
 import sqlite3
 import subprocess
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlctl.core import http
 from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import MlctlError, NotFound, OperationFailed, ServiceUnavailable, StateError
 from mlctl.core.locks import check_writable, store_lock
 
 ARTIFACTS_DIR = "mlartifacts"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -115,12 +113,9 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
     if not is_server(uri):
         return
     try:
-        with _NO_PROXY.open(uri + "/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+        http.request("GET", uri + "/health", timeout=timeout, limit=0)  # any HTTP answer will do
+    except (ServiceUnavailable, ValueError) as exc:
+        reason = exc.details.get("reason", exc.message) if isinstance(exc, ServiceUnavailable) else exc
         raise ServiceUnavailable(
             f"MLflow tracking server at {redact(uri)} is unreachable: {reason}",
             hint="start it (mlflow server --host 127.0.0.1 --port PORT ...), or point --tracking-uri / "

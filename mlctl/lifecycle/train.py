@@ -9,9 +9,9 @@ One call does the whole job described by the ``train:`` spec (see :mod:`mlctl.li
 5. with ``tune=N``, run an Optuna study (:mod:`mlctl.lifecycle.tune`), each trial a nested run;
 6. fit the final model (best params when tuned) on the training data and evaluate it on the
    hold-out split, or by cross-validation (then refit on all rows);
-7. save it as an MLflow model in skops format (explicit trusted types), or as TorchScript for a
-   ``torch:module:function`` model, and record the file's SHA-256 (run tag and version tag
-   ``mlctl.artifact_sha256``) and its flavor (version tag ``mlctl.flavor``);
+7. save it as an MLflow model in skops format (explicit trusted types), or as a state_dict with
+   its module reference for a ``torch:module:function`` model, and record the file's SHA-256 (run
+   tag and version tag ``mlctl.artifact_sha256``) and its flavor (version tag ``mlctl.flavor``);
 8. evaluate the gates; when all pass and a name is given, register a version with alias
    ``challenger``; when one fails, raise :class:`~mlctl.core.errors.CheckFailed` (exit 3)
    having registered nothing;
@@ -33,7 +33,7 @@ from typing import Any
 from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import CheckFailed, ConfigError, UsageError
 from mlctl.core.locks import check_writable
-from mlctl.core.output import log, message, progress
+from mlctl.core.output import Result, Table, log, message, progress, to_data
 from mlctl.core.state import STATE_FILE, StateStore, utcnow
 from mlctl.lifecycle import gates as gates_mod
 from mlctl.lifecycle.data import DatasetFingerprint, check_columns, read_columns, resolve_data_path
@@ -59,7 +59,7 @@ class TrainOptions:
 
 
 @dataclass
-class TrainPlan:
+class TrainPlan(Result):
     """What ``mlctl train --dry-run`` prints: the resolved spec and the steps a run would take."""
 
     spec: dict[str, Any]
@@ -73,6 +73,11 @@ class TrainPlan:
     tuning: dict[str, Any] | None
     steps: list[str]
     dry_run: bool = True
+
+    title = "mlctl train --dry-run (nothing was run)"
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
 
     def table(self) -> dict[str, Any]:
         rows: dict[str, Any] = {"data": self.data, "target": self.spec["target"], "features": ", ".join(self.features),
@@ -88,7 +93,7 @@ class TrainPlan:
 
 
 @dataclass
-class TrainResult:
+class TrainResult(Result):
     """Stable keys of ``mlctl train -o json``."""
 
     run_id: str
@@ -100,6 +105,19 @@ class TrainResult:
     registered: RegisteredVersion | None
     artifact_sha256: str
     tuning: TuningSummary | None
+
+    def document(self) -> dict[str, Any]:
+        return to_data(self)
+
+    def tables(self) -> list[Table]:
+        return [Table(self.table(), title=f"run {self.run_id}")]
+
+    def notes(self) -> list[str]:
+        r = self.registered
+        if r is None:
+            return []
+        return [f"Registered {r.name} version {r.version} as @{r.alias}. "
+                f"Next: mlctl models promote {r.name} {r.version} --alias champion"]
 
     def table(self) -> dict[str, Any]:
         rows: dict[str, Any] = {"run id": self.run_id, "experiment": self.experiment}
@@ -209,7 +227,7 @@ def plan_training(loaded: LoadedConfig, options: TrainOptions | None = None) -> 
                   "metric": spec.resolved_primary_metric(), "search_space": {k: v.model_dump(exclude_none=True)
                                                                              for k, v in space.items()}}
         steps.append(f"tune: {options.tune} Optuna trials (TPE, median pruning), each a nested run")
-    saving = "TorchScript" if is_torch(spec.model) else "skops, trusted types"
+    saving = "state_dict + module reference" if is_torch(spec.model) else "skops, trusted types"
     steps += [f"fit {_estimator_path(spec)} and evaluate ({evaluation})",
               f"save the model ({saving}) and record its SHA-256"]
     if spec.gates:
@@ -313,6 +331,7 @@ def _train(loaded: LoadedConfig, options: TrainOptions, *, verbose: bool) -> Tra
 
     with mlflow_errors(tr.uri):
         experiment_id = tr.experiment_id(plan.experiment)
+        assert experiment_id is not None, "created when missing"
         env = environment()
         commit = git_commit(loaded.root)
         tags = {

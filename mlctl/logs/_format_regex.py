@@ -110,7 +110,7 @@ def _min_zero(quant: str) -> bool:
     if quant[0] in "?*":
         return True
     m = re.match(r"\{(\d*)", quant)
-    return bool(m) and int(m.group(1) or 0) == 0
+    return m is not None and int(m.group(1) or 0) == 0
 
 
 def _nullable(atom: _Atom) -> bool:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlctl.logs.classify import NORMAL, LogClassifier, classify, is_alert
 from mlctl.logs.evaluate import bgl_alert, classification_metrics, find_files, load_formats
 from mlctl.logs.record import LogRecord
+
+if TYPE_CHECKING:
+    from mlctl.logs.results import Document
 
 LABEL_COLUMNS = ("Label", "label", "class")
 
@@ -97,3 +100,25 @@ def evaluate_classification(data_dir: str | Path, *, systems: list[str] | None =
             trained_precision=round(t.precision, 4) if t else None, trained_recall=round(t.recall, 4) if t else None,
             trained_f1=round(t.f1, 4) if t else None)))  # fmt: skip
     return out
+
+
+def evaluation_result(data_dir: str | Path, *, systems: list[str] | None = None, truth: str = "template",
+                      log_format: str | None = None) -> Document:  # fmt: skip
+    """``classify-logs evaluate``: parsing accuracy per system and on average (``truth``: ``template`` or
+    ``event-id``), with ``classification`` where labels exist; the table shows the systems, then the
+    classification, and the averages on stderr."""
+    from mlctl.core.output import Table
+    from mlctl.logs.evaluate import evaluate_parsing
+    from mlctl.logs.results import Document
+
+    report = evaluate_parsing(data_dir, systems=systems, truth=truth.strip().lower().replace("-", "_"),
+                              log_format=log_format)  # fmt: skip
+    doc = report.to_dict()
+    doc["classification"] = evaluate_classification(data_dir, systems=systems, log_format=log_format)
+    tables = [Table(doc.get("systems"), "parsing accuracy")]
+    if doc["classification"]:
+        title = "alert vs normal, where labels exist (weak labels; trained, 2-fold)"
+        tables.append(Table(doc["classification"], title))
+    note = (f"average grouping accuracy {report.grouping_accuracy:.3f} (true groups by {truth}), "
+            f"parsing accuracy {report.parsing_accuracy:.3f}")  # fmt: skip
+    return Document(doc, title="parsing accuracy", tables=tables, notes=[note])

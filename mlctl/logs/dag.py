@@ -14,9 +14,13 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlctl.core.config import LoadedConfig
 from mlctl.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlctl.logs.results import Document
 
 _DAG_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@once", "none"}
@@ -149,3 +153,21 @@ def write_dag(spec: DagSpec, out: Path) -> Path:
     compile(tmp.read_text(encoding="utf-8"), str(out), "exec")  # never write a file Airflow cannot import
     tmp.replace(out)
     return out
+
+
+def dag_result(spec: DagSpec, out: Path, *, dry_run: bool = False) -> Document:
+    """``classify-logs dag``: write the DAG file (with ``dry_run``, only show its source) and describe it.
+
+    Dry run: ``{"dag_id", "file", "source"}``, the table view being the source itself; else
+    ``{"dag_id", "file", "schedule", "mlctl"}`` once written.
+    """
+    from mlctl.core.output import Table
+    from mlctl.logs.results import Document
+
+    if dry_run:
+        source = render_dag(spec)
+        return Document({"dag_id": spec.dag_id, "file": str(out), "source": source},
+                        tables=[Table(source, fmt="text")])  # fmt: skip
+    path = write_dag(spec, out)
+    return Document({"dag_id": spec.dag_id, "file": str(path), "schedule": spec.schedule, "mlctl": spec.mlctl},
+                    title="wrote Airflow DAG")  # fmt: skip

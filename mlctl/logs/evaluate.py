@@ -72,7 +72,7 @@ def true_groups(rows: Iterable[Mapping[str, str]], truth: str = TRUTH_TEMPLATE) 
     return {int(row["LineId"]): normalise_template(row["EventTemplate"]) for row in rows}
 
 
-def grouping_accuracy(predicted: Mapping[Hashable, Hashable], truth: Mapping[Hashable, Hashable]) -> float:
+def grouping_accuracy(predicted: Mapping[Any, Hashable], truth: Mapping[Any, Hashable]) -> float:
     """Share of lines whose predicted group equals their true group (line id -> group label maps).
 
     Lines missing from ``predicted`` count as wrong.
@@ -99,7 +99,7 @@ def normalise_template(template: str) -> str:
     return " ".join(str(template).split())
 
 
-def parsing_accuracy(predicted: Mapping[Hashable, str], truth: Mapping[Hashable, str]) -> float:
+def parsing_accuracy(predicted: Mapping[Any, str], truth: Mapping[Any, str]) -> float:
     """Share of lines whose predicted template equals the true one (whitespace normalised)."""
     if not truth:
         return 0.0

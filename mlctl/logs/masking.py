@@ -31,6 +31,7 @@ common shapes (plain words, numbers, identifiers with a digit) skip the rule tab
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 WILDCARD = "<*>"
 #: tokens longer than this are masked whole, without running any rule on them (bounded work per line)
@@ -167,10 +168,12 @@ def mask_token(token: str) -> str:
 
 def mask_tokens(tokens: list[str]) -> list[str]:
     """:func:`mask_token` over a list of tokens; a unit right after a masked number is masked too."""
-    out: list[str] = list(map(_cache.get, tokens))
+    get: Callable[[str], str | None] = _cache.get
+    found = list(map(get, tokens))
     clears = _clears[0]
-    if None in out:
-        out = [hit if hit is not None else _remember(token) for hit, token in zip(out, tokens, strict=True)]
+    out: list[str] = found  # type: ignore[assignment]  # no None left after the next line
+    if None in found:
+        out = [hit if hit is not None else _remember(token) for hit, token in zip(found, tokens, strict=True)]
     # _unit_tokens holds every cached unit, so a line without one needs no unit pass (unless the
     # cache was cleared while this line was masked)
     if (_unit_tokens and not _unit_tokens.isdisjoint(tokens)) or clears != _clears[0]:

@@ -58,7 +58,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import eq, itemgetter
 from pathlib import Path
@@ -103,7 +103,7 @@ def event_id_for(template: str) -> str:
 _SEEN_SIZE = 100_000
 _SEEN_MAX_CHARS = 4096
 
-_PARAMS = {
+_PARAMS: dict[str, tuple[type, float, float]] = {
     "similarity": (float, 0.0, 1.0),
     "split_values": (int, 1, 10_000),
     "first_split_values": (int, 1, 10_000),
@@ -148,8 +148,9 @@ class TemplateMiner:
 
     def _validate(self) -> None:
         for name, (kind, lo, hi) in _PARAMS.items():
-            value = getattr(self, name)
-            if not isinstance(value, kind) or isinstance(value, bool) or not lo <= value <= hi:
+            value: Any = getattr(self, name)
+            typed = isinstance(value, kind) and not isinstance(value, bool)
+            if not typed or not lo <= value <= hi:
                 raise UsageError(
                     f"invalid miner parameter {name}={value!r}",
                     hint=f"{name} must be a {kind.__name__} in [{lo}, {hi}]",
@@ -472,6 +473,38 @@ class TemplateMiner:
                 out.append(hit)
             else:
                 out.append(Match(hit.event_id, hit.template, list(hit.params), hit.cluster_id))
+        return out
+
+    def assign(self, contents: Sequence[str], *, at: float | None = None) -> list[int]:
+        """Mine a batch, consolidate, and give every message its *final* cluster id, in order.
+
+        The batch step of ``classify-logs``: :meth:`learn` each message, :meth:`consolidate`, then
+        each message's cluster (a message not stored, past ``max_patterns``, is fitted to the
+        clusters or learned again). :meth:`match` gives a message's template and parameters.
+        """
+        learn, seen, count = self._learn_number, self._seen, self._count
+        numbers: list[int | None] = []
+        keep = numbers.append
+        for content in contents:
+            number = seen.get(content)
+            if number is None:  # not a recent message: its pattern (or a new one)
+                keep(learn(content, at))
+            else:  # a recent message, as _learn_number counts it
+                count[number] += 1
+                keep(number)
+        self.consolidate()
+        cluster_of = self._cluster_of
+        out: list[int] = []
+        append = out.append
+        for content, number in zip(contents, numbers, strict=True):
+            if number is not None:
+                append(cluster_of[number])
+                continue
+            cid = self.cluster_of(content)
+            if cid is None:
+                cid = self.learn(content, at=at)
+            cluster_of = self._cluster_of  # a learn past the bound may have consolidated
+            append(cid)
         return out
 
     def _final(self, content: str, number: int | None) -> int:

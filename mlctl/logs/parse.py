@@ -38,10 +38,10 @@ _TIME_FIELDS = ("Timestamp", "timestamp", "Time", "time", "ts", "@timestamp", "D
 
 def _numbered(lines: Iterable[str] | Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
     for i, item in enumerate(lines, 1):
-        if isinstance(item, tuple):
-            yield item
-        else:
+        if isinstance(item, str):
             yield i, item
+        else:  # (line number, line) pairs as given
+            yield item[0], item[1]  # type: ignore[misc]
 
 
 def _split(lines: Iterable[str] | Iterable[tuple[int, str]], fmt: LogFormat, source: str) -> Iterator[LogRecord]:

@@ -9,20 +9,22 @@ replaces it), the rules, and the router built from ``logs.sinks`` and ``logs.rou
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
-import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlctl.core.config import LoadedConfig
 from mlctl.core.output import log, message
-from mlctl.logs.classify import META_FILE, LogClassifier, classify
 from mlctl.logs.record import UNPARSED, LogRecord
 
 if TYPE_CHECKING:
     from mlctl.logs.autoformat import Detection
+    from mlctl.logs.classify import LogClassifier
+    from mlctl.logs.results import ClassifiedLines, Document, ParsedLines
+    from mlctl.logs.rules import Rule
 
 TIME_FIELDS = ("Timestamp", "timestamp", "Time", "time", "ts", "@timestamp", "Date")
 
@@ -41,6 +43,8 @@ def resolve_sink_url(url: str, root: Path) -> str:
         return "sqlite:///" + str(root / url[len("sqlite:///") :])
     if url.startswith("file://") and not url.startswith("file:///"):
         return "file://" + str(root / url[len("file://") :])
+    import urllib.parse
+
     scheme = urllib.parse.urlsplit(url).scheme
     if not scheme and url not in ("stdout", "-", "memory") and not os.path.isabs(url):
         return str(root / url)
@@ -78,7 +82,6 @@ class LogPipeline:
                  templates: str | Path | None = None) -> None:  # fmt: skip
         from mlctl.logs.formats import LogFormat
         from mlctl.logs.miner import TemplateMiner
-        from mlctl.logs.rules import load_rules
 
         spec = loaded.config.logs
         self.loaded = loaded
@@ -96,7 +99,11 @@ class LogPipeline:
         path = self.templates_path
         self.miner = TemplateMiner.load(path) if path is not None and path.is_file() else TemplateMiner()
         rules_path = rules or spec.rules
-        self.rules = load_rules(loaded.root / rules_path) if rules_path else []
+        self.rules: list[Rule] = []
+        if rules_path:
+            from mlctl.logs.rules import load_rules
+
+            self.rules = load_rules(loaded.root / rules_path)
         self.model_dir = loaded.root / (model_dir or spec.model_dir)
         self.use_model = use_model
         self.model: LogClassifier | None = None
@@ -108,6 +115,8 @@ class LogPipeline:
     # -- the classifier, reloaded when a retrain replaces it ---------------------------------------
     def _stamp(self) -> float | None:
         try:
+            from mlctl.logs.classify import META_FILE
+
             return (self.model_dir / META_FILE).stat().st_mtime
         except OSError:
             return None
@@ -118,6 +127,8 @@ class LogPipeline:
         stamp = self._stamp()
         if stamp is None or stamp == self._model_stamp:
             return
+        from mlctl.logs.classify import LogClassifier
+
         self.model = LogClassifier.load(self.model_dir)
         if self._model_stamp is not None:
             self.reloads += 1
@@ -168,17 +179,61 @@ class LogPipeline:
     def mine(self, records: Sequence[LogRecord]) -> None:
         """Learn the batch's contents, then give every parsed record its (batch-final) template."""
         miner = self.miner
-        for record in records:
-            if record.parsed:
-                miner.learn(record.content)
-        miner.consolidate()
-        for record in records:
-            if record.parsed:
-                cid = miner.cluster_of(record.content)
-                if cid is None:
-                    cid = miner.learn(record.content)
-                m = miner.match(record.content, cid)
-                record.event_id, record.template, record.params = m.event_id, m.template, m.params
+        parsed = [record for record in records if record.parsed]
+        for record, cid in zip(parsed, miner.assign([r.content for r in parsed]), strict=True):
+            m = miner.match(record.content, cid)
+            record.event_id, record.template, record.params = m.event_id, m.template, m.params
+
+    def parse(self, lines: Iterable[tuple[int, str]], *, save_templates: bool = True) -> ParsedLines:
+        """Parse numbered lines (as :func:`read_input` gives) into a :class:`ParsedLines` result.
+
+        The batch is split and mined as :meth:`process` does (same templates, same ids), without a
+        record per line: the result works out each row's template and parameters as it is written.
+        The template model is saved afterwards unless ``save_templates`` is false; lines that do not
+        match the log format are counted in a warning on stderr.
+        """
+        from mlctl.logs.results import ParsedLines
+
+        if self.format.kind == "auto":
+            lines = self._detect_head(lines)
+        items: list[tuple[int, tuple[str, ...] | None, str]] = []
+        contents: list[str] = []
+        append, keep = items.append, contents.append
+        if self.format.kind == "auto":  # nothing but blank lines: nothing to detect from
+            for line_id, _ in lines:
+                append((line_id, None, ""))
+        else:
+            split = self.format.splitter()
+            for line_id, text in lines:
+                parts = split(text)
+                if parts is None:
+                    append((line_id, None, ""))
+                else:
+                    append((line_id, parts[0], parts[1]))
+                    keep(parts[1])
+        clusters = self.miner.assign(contents)
+        if save_templates:
+            self.save_templates()
+        result = ParsedLines(items, clusters, self.miner, self.header_fields, self.format_report())
+        if result.unparsed:
+            message(f"warning: {result.unparsed} of {len(items)} line(s) did not match the log format "
+                    "(EventId unparsed)")  # fmt: skip
+        return result
+
+    def _detect_head(self, lines: Iterable[tuple[int, str]]) -> Iterable[tuple[int, str]]:
+        """Detect an ``auto`` format from the first non-blank lines; the lines, from the first, come back."""
+        from mlctl.logs.autoformat import SAMPLE_LINES
+
+        rest = iter(lines)
+        head: list[tuple[int, str]] = []
+        seen = 0
+        for item in rest:
+            head.append(item)
+            seen += bool(item[1].strip())
+            if seen >= SAMPLE_LINES:
+                break
+        self._detect([LogRecord(line_id, text, defer_id=True) for line_id, text in head])
+        return itertools.chain(head, rest)
 
     def process(self, records: Sequence[LogRecord], *, classify_lines: bool = True) -> list[LogRecord]:
         """Split, mine and (optionally) classify a batch; every input record comes back."""
@@ -186,6 +241,8 @@ class LogPipeline:
         self.mine(batch)
         if classify_lines:
             self.maybe_reload()
+            from mlctl.logs.classify import classify
+
             classify(batch, model=self.model, rules=self.rules)
         return batch
 
@@ -209,22 +266,79 @@ class LogPipeline:
         return {"format": self.format.name or self.format.spec, "detected": False}
 
 
-def read_records(path: str, *, stdin: Any = None) -> Iterable[LogRecord]:
-    """Raw records from a file or ``-`` (stdin), read as bytes (invalid UTF-8 replaced)."""
+def _source(path: str, stdin: Any) -> tuple[Any, str]:
     import sys
 
     from mlctl.core.errors import NotFound, UsageError
-    from mlctl.logs.formats import read_lines
 
     if path == "-":
-        source = stdin if stdin is not None else sys.stdin.buffer
-        name = "stdin"
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise NotFound(f"no such file: {path}")
-        if p.is_dir():
-            raise UsageError(f"{path} is a folder", hint="give one log file, or - for stdin")
-        source, name = p, str(p)
+        return (stdin if stdin is not None else sys.stdin.buffer), "stdin"
+    p = Path(path)
+    if not p.exists():
+        raise NotFound(f"no such file: {path}")
+    if p.is_dir():
+        raise UsageError(f"{path} is a folder", hint="give one log file, or - for stdin")
+    return p, str(p)
+
+
+def read_input(path: str, *, stdin: Any = None) -> Iterator[tuple[int, str]]:
+    """``(line_no, text)`` of a file or ``-`` (stdin), read as bytes (invalid UTF-8 replaced).
+
+    A missing file or a folder raises at once (not when the first line is asked for).
+    """
+    from mlctl.logs.formats import read_lines
+
+    source, _ = _source(path, stdin)
+    return read_lines(source)
+
+
+def read_records(path: str, *, stdin: Any = None, defer_id: bool = False) -> Iterable[LogRecord]:
+    """Raw records from a file or ``-`` (stdin), read as bytes (invalid UTF-8 replaced).
+
+    ``defer_id``: leave each ``doc_id`` to be computed by whatever sends the records to a sink.
+    """
+    from mlctl.logs.formats import read_lines
+
+    source, name = _source(path, stdin)
     for line_id, text in read_lines(source):
-        yield LogRecord(line_id=line_id, raw=text, source=name)
+        yield LogRecord(line_id=line_id, raw=text, source=name, defer_id=defer_id)
+
+
+def classify_input(pipeline: LogPipeline, records: Iterable[LogRecord], *, alerts_only: bool = False,
+                   save_templates: bool = True) -> ClassifiedLines:  # fmt: skip
+    """Split, mine and classify ``records`` into a :class:`ClassifiedLines` result (rows come lazily)."""
+    from mlctl.logs.classify import class_counts
+    from mlctl.logs.results import ClassifiedLines
+
+    batch = pipeline.process(list(records))
+    if save_templates:
+        pipeline.save_templates()
+    return ClassifiedLines(batch, class_counts(batch), pipeline.format_report(), alerts_only=alerts_only)
+
+
+def route_input(pipeline: LogPipeline, records: Iterable[LogRecord], *, dry_run: bool = False,
+                save_templates: bool = True) -> Document:  # fmt: skip
+    """Classify ``records`` and write each to the sinks of ``logs.routes`` (with ``dry_run``, only count
+    where they would go): ``{"lines", "classes", "sinks", "dry_run", "log_format"}``."""
+    from mlctl.logs.classify import class_counts
+    from mlctl.logs.results import Document
+
+    loaded = pipeline.loaded
+    batch = pipeline.process(list(records))
+    if save_templates and not dry_run:
+        pipeline.save_templates()
+    router = build_router(loaded)
+    shares = router.route(batch)
+    written = {name: len(recs) for name, recs in shares.items()}
+    if not dry_run:
+        for record in batch:
+            record.ensure_doc_id()
+        try:
+            router.write(batch)
+        finally:
+            router.close()
+        if loaded.project_file is None:
+            message(f"not in a project: lines written to {', '.join(sink_urls(loaded).values())}")
+    doc = {"lines": len(batch), "classes": class_counts(batch), "sinks": written, "dry_run": dry_run,
+           "log_format": pipeline.format_report()}  # fmt: skip
+    return Document(doc, title="would route" if dry_run else "routed")

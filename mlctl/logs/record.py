@@ -3,13 +3,15 @@
 Every stage fills in more fields and never drops a line: a line that does not match the log
 format keeps ``parsed=False`` and goes to the ``unparsed`` class. ``doc_id`` is deterministic
 (the same line from the same place always gets the same id), so a sink that writes it twice,
-after a redelivery, keeps one copy.
+after a redelivery, keeps one copy. It is a hash of the line: a record made with
+``defer_id=True`` (a command that only prints lines) leaves it empty until
+:meth:`LogRecord.ensure_doc_id` is called before the record goes to a sink.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from typing import Any
 
 UNPARSED = "unparsed"
@@ -51,11 +53,18 @@ class LogRecord:
     timestamp: str | None = None  # ISO 8601, from the headers when they hold a time
     received_at: float | None = None  # when the line was received (Kafka: the message time, same on redelivery)
     doc_id: str = ""
+    defer_id: InitVar[bool] = False  # leave doc_id empty until ensure_doc_id() (no sink will see it)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, defer_id: bool) -> None:
+        if not self.doc_id and not defer_id:
+            self.ensure_doc_id()
+
+    def ensure_doc_id(self) -> str:
+        """The record's ``doc_id``, computed now if it was deferred."""
         if not self.doc_id:
             position = self.offset if self.offset is not None else self.line_id
             self.doc_id = make_doc_id(self.source, position, self.raw)
+        return self.doc_id
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)

@@ -52,7 +52,7 @@ class RetrainReport:
 def _record(doc: dict[str, Any]) -> LogRecord:
     keep = {k: doc.get(k) for k in ("line_id", "raw", "source", "offset", "content", "event_id", "template",
                                     "confidence", "severity", "rule", "timestamp", "doc_id")}  # fmt: skip
-    rec = LogRecord(**{k: v for k, v in keep.items() if v is not None})  # type: ignore[arg-type]
+    rec = LogRecord(**{k: v for k, v in keep.items() if v is not None})
     rec.headers = dict(doc.get("headers") or {})
     rec.params = list(doc.get("params") or [])
     rec.parsed = bool(doc.get("parsed", True))

@@ -18,7 +18,7 @@ consumer crash is.
     kafka://host:9092/topic                       a Kafka topic (JSON values keyed by doc_id)
     file:///var/log/classified.jsonl | x.jsonl    JSON lines, appended and fsynced per batch
     stdout | -                                    JSON lines on stdout
-    webhook+https://host/path                     POST {"records": [...]} (alerts)
+    webhook+https://host/path                     POST {"records": [...]} (the webhook sink alerts use too)
     memory                                        kept in a list (tests, dry runs)
 
 >>> router = Router({"all": MemorySink(), "alerts": MemorySink()}, [(frozenset({"oom"}), ["alerts"])], ["all"])
@@ -31,20 +31,18 @@ consumer crash is.
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import os
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from mlctl.connectors.alerts import WebhookSink
 from mlctl.core.errors import ConfigError, MlctlError, OperationFailed, ServiceUnavailable
 from mlctl.logs.record import LogRecord
 
@@ -99,7 +97,7 @@ class IndexSink(Sink):
 
     def __init__(self, index: Any, *, name: str | None = None) -> None:
         self.index = index
-        self.name = name or getattr(index, "url", "index")
+        self.name: str = name or str(getattr(index, "url", "index"))
 
     def write(self, records: Sequence[LogRecord]) -> None:
         self.index.index([record_doc(r) for r in records])
@@ -200,53 +198,9 @@ class KafkaSink(Sink):
         self._producer.close()
 
 
-class WebhookSink(Sink):
-    """POSTs ``{"records": [...], "count": N}`` as JSON, ``max_batch`` records per request."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        name: str | None = None,
-        timeout_s: float = 5.0,
-        max_batch: int = 500,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        target = url.split("+", 1)[1] if url.startswith("webhook+") else url
-        parts = urllib.parse.urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"invalid webhook URL {url!r}", hint="use webhook+https://HOST/PATH")
-        self.url = target
-        self.name = name or url
-        self.timeout_s = timeout_s
-        self.max_batch = max(1, max_batch)
-        self.headers = {"Content-Type": "application/json", **dict(headers or {})}
-        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-        self._opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if loopback else []))
-
-    def write(self, records: Sequence[LogRecord]) -> None:
-        for start in range(0, len(records), self.max_batch):
-            chunk = [record_doc(r) for r in records[start : start + self.max_batch]]
-            self._post({"records": chunk, "count": len(chunk)})
-
-    def _post(self, body: Mapping[str, Any]) -> None:
-        request = urllib.request.Request(self.url, data=_dumps(body).encode(), headers=self.headers, method="POST")
-        try:
-            with self._opener.open(request, timeout=self.timeout_s) as resp:
-                resp.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise ServiceUnavailable(
-                    f"the webhook {self.url} answered HTTP {exc.code}", hint="retried after a pause"
-                ) from None
-            raise OperationFailed(
-                f"the webhook {self.url} refused the records (HTTP {exc.code})",
-                hint="check its URL and what payload it expects",
-            ) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ServiceUnavailable(
-                f"the webhook {self.url} is unreachable: {getattr(exc, 'reason', exc)}", hint="retried after a pause"
-            ) from None
+#: The one webhook sink (:class:`mlctl.connectors.alerts.WebhookSink`, shared with detect's alerts):
+#: its ``write`` POSTs ``{"records": [...], "count": N}`` as JSON, ``max_batch`` records per request.
+Sink.register(WebhookSink)
 
 
 def make_sink(url: str, *, name: str | None = None, **kwargs: Any) -> Sink:
@@ -260,7 +214,7 @@ def make_sink(url: str, *, name: str | None = None, **kwargs: Any) -> Sink:
     if scheme == "kafka":
         return KafkaSink(text, name=name, **kwargs)
     if scheme.startswith("webhook+"):
-        return WebhookSink(text, name=name, **kwargs)
+        return cast(Sink, WebhookSink(text, name=name or text, encode=record_doc, **kwargs))  # registered below Sink
     if scheme == "file":
         path = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
         if not path:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from mlctl.core.errors import MlctlError, ServiceUnavailable, UsageError
+from mlctl.core.graceful import GracefulStop, StopFlag
 from mlctl.logs.record import LogRecord
 from mlctl.logs.sinks import Router
 
@@ -280,28 +280,17 @@ def open_source(
 
 
 @contextlib.contextmanager
-def _signals_set(stop: threading.Event, enabled: bool) -> Iterator[list[str]]:
-    """While active, SIGTERM/SIGINT set ``stop`` (a second one restores the default behaviour)."""
-    received: list[str] = []
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield received
+def _signals_set(stop: threading.Event, enabled: bool) -> Iterator[tuple[StopFlag, list[str]]]:
+    """While active, SIGTERM/SIGINT stop the loop (a second one gives up at once: KeyboardInterrupt).
+
+    Yields what the loop checks (``stop``, or a :class:`GracefulStop` that also sets it) and the
+    names of the signals received.
+    """
+    if not enabled:
+        yield stop, []
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def handler(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-        if stop.is_set():  # asked twice: give up at once
-            signal.signal(signum, previous[signal.Signals(signum)] or signal.SIG_DFL)
-            raise KeyboardInterrupt
-        stop.set()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    with GracefulStop(event=stop, escalate=True) as graceful:
+        yield graceful, graceful.received
 
 
 #: the longest a Kafka consumer may wait for its first partition assignment before the idle clock runs
@@ -354,9 +343,9 @@ def run_stream(
     poll_delay = backoff_s
 
     try:
-        with _signals_set(stop, handle_signals) as received:
+        with _signals_set(stop, handle_signals) as (stopping, received):
             while True:
-                if stop.is_set():
+                if stopping.is_set():
                     report.stopped_by = received[0] if received else "stop"
                     break
                 if max_lines is not None and report.lines >= max_lines:
@@ -368,7 +357,7 @@ def run_stream(
                 except ServiceUnavailable as exc:  # the broker is away: the client reconnects, we wait
                     report.retries += 1
                     report.note(exc.message)
-                    stop.wait(poll_delay)
+                    stopping.wait(poll_delay)
                     poll_delay = min(poll_delay * 2, backoff_max_s)
                     if idle_timeout_s is not None and time.monotonic() - last_data >= idle_timeout_s:
                         report.stopped_by = "idle"
@@ -390,7 +379,7 @@ def run_stream(
                 if first_data is None:
                     first_data = now
                 last_data = now
-                if not _deliver(batch, processor, router, src, report, stop, backoff_s, backoff_max_s):
+                if not _deliver(batch, processor, router, src, report, stopping, backoff_s, backoff_max_s):
                     report.stopped_by = received[0] if received else "stop"
                     break
                 last_done = time.monotonic()
@@ -430,7 +419,7 @@ def _deliver(
     router: Router,
     src: Any,
     report: StreamReport,
-    stop: threading.Event,
+    stop: StopFlag,
     backoff_s: float,
     backoff_max_s: float,
 ) -> bool:

@@ -3,7 +3,7 @@
 Public API (imported on first use, so ``import mlctl.serving`` stays light and a missing
 ``serve`` extra is reported by name):
 
-* :class:`Predictor` -- a :class:`~mlctl.lifecycle.deploy.base.ModelArtifact` plus its loaded
+* :class:`Predictor` -- a :class:`~mlctl.lifecycle.artifact.ModelArtifact` plus its loaded
   estimator; ``Predictor.from_artifact(artifact)`` loads and verifies it.
 * :func:`create_app` -- the ASGI app (:class:`~mlctl.serving.app.ModelApp`, FastAPI behind it):
   ``POST /v1/predict``, ``GET /health``, ``/ready``, ``/metadata``, ``/metrics``.

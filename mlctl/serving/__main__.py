@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, batching: dict[str, Any]) -> None:
-    from mlctl.lifecycle.deploy.base import ModelArtifact
+    from mlctl.lifecycle.artifact import ModelArtifact
     from mlctl.serving import Predictor, run_server
 
     try:

@@ -1,10 +1,10 @@
 """A loaded model and what the server needs to know about it.
 
-:class:`Predictor` pairs a :class:`~mlctl.lifecycle.deploy.base.ModelArtifact` (name, version,
+:class:`Predictor` pairs a :class:`~mlctl.lifecycle.artifact.ModelArtifact` (name, version,
 alias, signature, sha256) with the estimator loaded from it. ``predict`` takes a numpy 2-D
 array whose columns are in signature input order and returns plain JSON-able values.
 
->>> from mlctl.lifecycle.deploy.base import ModelArtifact
+>>> from mlctl.lifecycle.artifact import ModelArtifact
 >>> class Doubler:
 ...     def predict(self, rows):
 ...         return rows[:, 0] * 2
@@ -26,7 +26,7 @@ from mlctl.core.errors import OperationFailed
 from mlctl.serving.schema import InputSchema
 
 if TYPE_CHECKING:
-    from mlctl.lifecycle.deploy.base import ModelArtifact
+    from mlctl.lifecycle.artifact import ModelArtifact
 
 
 def _plain(value: Any) -> Any:

@@ -17,9 +17,7 @@ import copy
 import gc
 import logging
 import os
-import signal
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from mlctl.core.errors import OperationFailed, UsageError
+from mlctl.core.graceful import GracefulStop
 from mlctl.serving.app import create_app
 from mlctl.serving.predictor import Predictor
 from mlctl.serving.startup import settle, starting
@@ -35,7 +34,7 @@ from mlctl.serving.startup import settle, starting
 log = logging.getLogger("mlctl.serving")
 
 #: Seconds SIGTERM waits for in-flight requests before cancelling them.
-GRACEFUL_TIMEOUT_S = 30.0
+GRACEFUL_TIMEOUT_S = 30
 #: Seconds between closing the listener and closing idle connections, on SIGTERM: a connection
 #: accepted just before may not have delivered its first request yet; closing it with that request
 #: unread would reset it. With the listener shared, new connections already go to the other servers.
@@ -186,17 +185,11 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
+        """SIGTERM/SIGINT through mlctl's one graceful stop, calling uvicorn's ``handle_exit`` (a
+        second SIGINT forces the exit); afterwards return instead of re-raising the signal."""
+        with GracefulStop(on_signal=self.handle_exit) as stop:
             yield
-            return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-        self.interrupted = signal.SIGINT in getattr(self, "_captured_signals", ())
+        self.interrupted = stop.interrupted
 
 
 def _log_config(level: str) -> dict[str, Any]:

@@ -146,3 +146,31 @@ def test_rollback_asks_on_a_terminal_unless_yes(cli, env, monkeypatch) -> None: 
 def test_deploy_has_no_yes_flag_that_does_nothing(cli, env) -> None:  # noqa: F811
     r = cli("deploy", "up", "churn", "--yes")
     assert r.code == 2
+
+
+def test_scale_calls_the_target_and_prints_a_small_document(cli, env) -> None:  # noqa: F811
+    target, _ = env
+    assert cli("deploy", "churn@champion").code == 0
+    r = cli("deploy", "scale", "churn", "--replicas", "3", "--dry-run", "-o", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"name": "churn", "target": "local", "replicas": 3, "ready": None, "from": 1,
+                                 "dry_run": True}
+    assert target.running["churn"].replicas == 1  # a dry run changes nothing
+    r = cli("deploy", "scale", "churn", "--replicas", "3", "-o", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"name": "churn", "target": "local", "replicas": 3, "ready": 3, "from": 1,
+                                 "dry_run": False}
+    assert target.running["churn"].replicas == 3
+    r = cli("deploy", "scale", "churn", "-r", "0")
+    assert r.code == 0 and "churn: 0/0 replica(s) ready on local" in r.err
+
+
+def test_scale_refuses_bad_counts_and_unknown_deployments(cli, env) -> None:  # noqa: F811
+    target, _ = env
+    assert cli("deploy", "churn@champion").code == 0
+    for bad in ("-1", "65"):
+        r = cli("deploy", "scale", "churn", "--replicas", bad, "-o", "json")
+        assert r.code == 2 and json.loads(r.err)["error"]["type"] == "UsageError"
+    assert target.running["churn"].replicas == 1
+    r = cli("deploy", "scale", "ghost", "--replicas", "2", "-o", "json")
+    assert r.code == 2 and json.loads(r.err)["error"]["type"] == "NotFound"

@@ -32,8 +32,8 @@ def test_score_csv_writes_every_point(cli, series: Path) -> None:  # noqa: ANN00
 def test_score_json_has_summary_and_points(cli, series: Path) -> None:  # noqa: ANN001
     r = cli("detect", "score", str(series), "-d", "test-jump", "-p", "scale=48", "-o", "json")
     doc = json.loads(r.out)
-    assert doc["summary"]["points"] == 6 and doc["summary"]["params"] == {"scale": 48.0}
-    assert doc["summary"]["anomalies"] == 2 and [p["is_anomaly"] for p in doc["points"]].count(True) == 2
+    assert doc["summary"][0]["points"] == 6 and doc["summary"][0]["params"] == {"scale": 48.0}
+    assert doc["summary"][0]["anomalies"] == 2 and [p["is_anomaly"] for p in doc["points"]].count(True) == 2
     r = cli("detect", "score", str(series), "-d", "test-jump", "--anomalies-only", "-o", "jsonl")
     assert [json.loads(line)["timestamp"] for line in r.out.splitlines()] == [
         "2024-05-01T00:03:00Z", "2024-05-01T00:04:00Z"]  # fmt: skip
@@ -98,7 +98,7 @@ def test_score_values_near_the_float_limit_leaks_no_warning(cli, isolated_env: P
     assert r.code == 0, r.err
     assert "Warning" not in r.err
     doc = json.loads(r.out)
-    assert doc["summary"]["points"] == 300 and 0 <= doc["summary"]["max_score"] <= 1
+    assert doc["summary"][0]["points"] == 300 and 0 <= doc["summary"][0]["max_score"] <= 1
 
 
 def test_score_huge_timestamps_exit_2(cli, isolated_env: Path) -> None:  # noqa: ANN001

@@ -13,7 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 import mlctl.lifecycle.registry as registry
 import mlctl.serving.runner as runner
 from mlctl.core.errors import NotFound
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.serialize import save_model
 from mlctl.serving import Predictor
 from tests.commands.test_fast_start import HEAVY, loaded

@@ -98,7 +98,7 @@ def test_dry_run_shows_torch_plan_and_default_search_space(cli, proj: Path) -> N
     plan = json.loads(r.out)
     assert plan["estimator"].startswith("torch:torchnets_cli:make_net")
     assert set(plan["tuning"]["search_space"]) == {"lr", "epochs", "weight_decay", "batch_size"}
-    assert any("TorchScript" in step for step in plan["steps"])
+    assert any("state_dict + module reference" in step for step in plan["steps"])
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,7 @@ def test_a_deployment_running_without_a_release_is_listed_and_stopped(proj: dict
     """A deploy killed after its servers started but before it recorded the release (or an older
     mlctl's race) leaves a running deployment: `status` lists it and `deploy stop` stops it."""
     from mlctl.core.config import load_config
-    from mlctl.lifecycle.deploy.base import ModelArtifact
+    from mlctl.lifecycle.artifact import ModelArtifact
     from mlctl.lifecycle.deploy.local import LocalTarget
     from mlctl.lifecycle.releases import deployment_statuses, stop
 

@@ -26,7 +26,8 @@ from sklearn.ensemble import RandomForestClassifier
 from mlctl.core.errors import NotFound, OperationFailed
 from mlctl.core.proc import free_port
 from mlctl.engines import Service
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.docker import (
     DockerTarget,
     cache_dir,
@@ -143,6 +144,25 @@ def test_build_run_predict_replace_logs_stop(target: DockerTarget, models: dict[
     assert target.status("iris-api") is None
     with pytest.raises(NotFound):
         target.logs("iris-api")
+
+
+def test_scale_to_zero_and_back(target: DockerTarget, models: dict[str, ModelArtifact]) -> None:
+    """0 stops the container gracefully and keeps it; 1 starts it again on its port; more is refused."""
+    from mlctl.core.errors import UsageError
+
+    port = free_port()
+    first = target.apply(DeploySpec("iris-scale", models["1"], port=port, ready_timeout_s=120))
+    assert first.replicas_ready == 1
+    with pytest.raises(UsageError, match="cannot share its port"):
+        target.scale("iris-scale", 2)
+    down = target.scale("iris-scale", 0)
+    assert (down.replicas_desired, down.replicas_ready, down.health, down.endpoint) == (0, 0, "down", None)
+    assert down.details["container_id"] == first.details["container_id"]  # kept, not removed
+    up = target.scale("iris-scale", 1, timeout_s=120)
+    assert (up.replicas_desired, up.replicas_ready, up.health) == (1, 1, "healthy")
+    assert _predict(up.endpoint, [[1.0, 1.0, 0.0, 0.0]])["version"] == "1"
+    with pytest.raises(NotFound):
+        target.scale("no-such-deployment", 1)
 
 
 def test_failed_build_reports_the_last_log_lines(docker_engine: Service, docker_base_image: str,

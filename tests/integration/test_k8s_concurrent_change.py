@@ -11,7 +11,8 @@ import pytest
 from kubernetes import client
 
 from mlctl.core.errors import OperationFailed, exit_code_for
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.k8s import K8sTarget
 
 
@@ -76,3 +77,49 @@ def test_a_status_update_between_read_and_patch_is_not_a_conflict(target: K8sTar
     assert target.apply(_spec("2")).version == "2"
     assert writes  # the status really moved between the read and the patch
     assert "fraud:2" in apps.read_namespaced_deployment("fraud-api", ns).spec.template.spec.containers[0].image
+
+
+def test_scale_carries_the_precondition_too(target: K8sTarget, api: Any, ns: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scale`` patches the scale subresource with the Deployment's resourceVersion: a spec changed
+    by someone else in between is refused; a status that moved is not a conflict."""
+    apps = client.AppsV1Api(api)
+    target.apply(_spec("1"))
+    read = target._read
+    moves: list[str] = []
+
+    def read_then(change: str) -> Any:
+        def wrapped(what: str, fn: Any, name: str, namespace: str) -> Any:
+            current = read(what, fn, name, namespace)
+            if what.startswith("read Deployment") and current is not None and not moves:
+                moves.append(change)
+                if change == "spec":
+                    apps.patch_namespaced_deployment(name, namespace, {"spec": {"minReadySeconds": 5}})
+                else:
+                    apps.patch_namespaced_deployment_status(name, namespace, {"status": {"collisionCount": 3}})
+            return current
+        return wrapped
+
+    monkeypatch.setattr(target, "_read", read_then("spec"))
+    with pytest.raises(OperationFailed, match=r"was changed by someone else while scaling it") as exc:
+        target.scale("fraud-api", 3)
+    assert exit_code_for(exc.value) == 1 and exc.value.details["status"] == 409
+    assert apps.read_namespaced_deployment("fraud-api", ns).spec.replicas == 1  # not scaled
+
+    moves.clear()
+    monkeypatch.setattr(target, "_read", read_then("status"))
+    assert target.scale("fraud-api", 2).replicas_ready == 2
+    assert moves == ["status"] and apps.read_namespaced_deployment("fraud-api", ns).spec.replicas == 2
+
+
+def test_scale_leaves_a_deployment_mlctl_did_not_create_alone(target: K8sTarget, api: Any, ns: str) -> None:
+    apps = client.AppsV1Api(api)
+    labels = {"app": "theirs"}
+    apps.create_namespaced_deployment(ns, {
+        "metadata": {"name": "theirs", "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}})
+    with pytest.raises(OperationFailed, match="not created by mlctl"):
+        target.scale("theirs", 3)
+    assert apps.read_namespaced_deployment("theirs", ns).spec.replicas == 1

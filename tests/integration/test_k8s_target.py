@@ -25,7 +25,8 @@ from mlctl.core.errors import (
     exit_code_for,
 )
 from mlctl.engines import free_port
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.k8s import K8sTarget
 from tests.support.kube_apiserver import KubeAPI, write_kubeconfig
 

@@ -17,7 +17,8 @@ import pytest
 
 from mlctl.core.errors import OperationFailed, UsageError
 from mlctl.core.proc import free_port
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.local import LocalTarget
 
 FEATURES = [f"f{i}" for i in range(4)]
@@ -248,3 +249,80 @@ def test_plan_describes_without_changing(target: LocalTarget, artifacts: dict) -
     plan = target.plan(spec(artifacts["1"], 8123))
     assert plan.target == "local" and "start a supervisor" in plan.actions[0]
     assert target.status("churn") is None
+
+
+def _workers_of(target: LocalTarget, name: str) -> list[dict]:
+    return [w for w in target.status(name).details["workers"] if w["ready"]]
+
+
+def test_scale_up_and_down_under_load_loses_no_request(target: LocalTarget, artifacts: dict) -> None:
+    port = free_port()
+    status = target.apply(spec(artifacts["1"], port, replicas=1))
+    failures: list[str] = []
+    answered: list[int] = []
+    done = threading.Event()
+
+    def client() -> None:  # paced: a request every 20 ms per client, not a flood that starves the servers
+        while not done.is_set():
+            try:
+                predict(status.endpoint, [0.5, -0.2, 0.1, 0.0], timeout=30)
+                answered.append(1)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                failures.append(repr(exc))
+            done.wait(0.02)
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        up = target.scale("churn", 3)
+        assert (up.replicas_desired, up.replicas_ready, up.health) == (3, 3, "healthy")
+        assert len({w["pid"] for w in _workers_of(target, "churn")}) == 3
+        live = json.loads((target.folder("churn") / "status.json").read_text())
+        assert (live["desired_replicas"], live["ready_replicas"], live["revision"]) == (3, 3, 1)
+        before = len(answered)
+        deadline = time.monotonic() + 30
+        while len(answered) < before + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # requests keep flowing with three servers
+        down = target.scale("churn", 1)
+        assert (down.replicas_desired, down.replicas_ready, down.health) == (1, 1, "healthy")
+        while len(answered) < before + 40 and time.monotonic() < deadline + 30:
+            time.sleep(0.05)  # ... and with one again
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert failures == []
+    assert len(answered) >= 40
+    assert len(_workers_of(target, "churn")) == 1 and target.status("churn").details["revision"] == 1
+    assert predict(status.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "1"
+
+
+def test_scale_checks_and_a_failed_revision_is_not_retried(target: LocalTarget, artifacts: dict,
+                                                           tmp_path: Path) -> None:
+    from mlctl.core.errors import NotFound
+
+    with pytest.raises(NotFound):
+        target.scale("nothing-here", 2)
+    port = free_port()
+    status = target.apply(spec(artifacts["1"], port, replicas=1))
+    for bad in (-1, 65):
+        with pytest.raises(UsageError, match="replicas"):
+            target.scale("churn", bad)
+    broken_file = tmp_path / "broken.skops"
+    broken_file.write_bytes(artifacts["2"].path.read_bytes()[:-10] + b"tampered!!")
+    broken = ModelArtifact("churn", "3", None, broken_file, artifacts["2"].sha256, "sklearn",
+                           artifacts["2"].signature)
+    with pytest.raises(OperationFailed):
+        target.apply(spec(broken, port, replicas=1))
+    # scaling after a failed revision scales what serves (revision 1) and does not start the failed one again
+    scaled = target.scale("churn", 2)
+    assert (scaled.version, scaled.replicas_ready, scaled.details["revision"]) == ("1", 2, 1)
+    assert {w["revision"] for w in scaled.details["workers"]} == {1}
+    zero = target.scale("churn", 0)
+    assert (zero.replicas_desired, zero.replicas_ready) == (0, 0) and zero.details["workers"] == []
+    again = target.scale("churn", 1)
+    assert again.replicas_ready == 1 and predict(status.endpoint, [0.0, 0.0, 0.0, 0.0])["version"] == "1"
+    target.stop("churn")
+    with pytest.raises(OperationFailed, match="not running"):
+        target.scale("churn", 2)

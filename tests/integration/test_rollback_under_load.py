@@ -23,7 +23,7 @@ from mlctl.core.config import load_config
 from mlctl.core.errors import OperationFailed
 from mlctl.core.proc import free_port
 from mlctl.lifecycle import registry, releases
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.deploy.local import LocalTarget
 from mlctl.status import project_status
 from tests.integration.test_local_deploy import FEATURES, get_json, make_artifact

@@ -28,7 +28,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from mlctl.core.proc import free_port, wait_until
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.serialize import save_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ class Server:
                                           "--ready-file", str(self.ready_file)],
                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, pass_fds=pass_fds)
 
-    def wait_ready(self, timeout: float = 60) -> Server:
+    def wait_ready(self, timeout: float = 240) -> Server:  # a liveness bound: a loaded 2-core machine is slow
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}: {self.log.read_text()}")
@@ -189,7 +189,7 @@ def test_many_concurrent_clients_each_get_their_own_rows(model: Model, servers: 
 SLOW_SERVER = """
 import sys, time
 from pathlib import Path
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.serving import Predictor, run_server
 
 class Slow:
@@ -210,7 +210,7 @@ def test_sigterm_lets_in_flight_requests_finish(model: Model, tmp_path: Path) ->
         proc = subprocess.Popen([sys.executable, "-c", SLOW_SERVER, str(model.artifact_json), str(port), str(ready)],
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=60, what="the slow server")
+        wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=240, what="the slow server")
         assert proc.poll() is None, log.read_text()
         result: dict[str, Any] = {}
 
@@ -264,13 +264,13 @@ def test_two_servers_on_one_inherited_socket_swap_without_a_failed_request(model
     for t in threads:
         t.start()
     try:
-        wait_until(lambda: len(outcomes) >= 20, timeout=60, what="requests to the old server")
+        wait_until(lambda: len(outcomes) >= 20, timeout=180, what="requests to the old server")
         new = Server(args, tmp_path, pass_fds=(fd,))
         servers.append(new)
         new.wait_ready()
         before = len(outcomes)
         assert old.stop() == 0  # graceful: the new process keeps accepting on the same socket
-        wait_until(lambda: len(outcomes) >= before + 30, timeout=60, what="requests after the swap")
+        wait_until(lambda: len(outcomes) >= before + 30, timeout=180, what="requests after the swap")
         assert new.proc.poll() is None
     finally:
         stop.set()

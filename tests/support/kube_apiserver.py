@@ -1087,8 +1087,11 @@ class Cluster:
                 rv = (body.get("metadata") or {}).get("resourceVersion")
                 if rv and rv != current["metadata"]["resourceVersion"]:
                     raise DEPLOYMENTS.conflict(name)
-            else:
+            else:  # a resourceVersion in the patch is a precondition, as on the main resource
                 new = _apply_patch(current, body, content_type, SCALE.schema)
+                rv = (new.get("metadata") or {}).get("resourceVersion")
+                if rv and rv != current["metadata"]["resourceVersion"]:
+                    raise DEPLOYMENTS.conflict(name)
             replicas = (new.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
                 message = f"Invalid value: {replicas}: must be greater than or equal to 0"

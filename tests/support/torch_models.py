@@ -46,3 +46,30 @@ def sized_by_kwargs(**kwargs: Any) -> torch.nn.Module:
     return torch.nn.Sequential(
         torch.nn.Linear(kwargs["n_features"], width), torch.nn.ReLU(), torch.nn.Linear(width, kwargs["n_outputs"])
     )
+
+
+def save_as_torchscript(model: Any, path: Any) -> str:
+    """Write a fitted mlctl torch model as mlctl wrote torch models before the state_dict format (a
+    traced TorchScript archive, metadata as the extra file ``mlctl.json``); returns its SHA-256."""
+    import hashlib
+    import io
+    import json
+    import warnings
+    from pathlib import Path
+
+    meta = {
+        "format": "torchscript",
+        "format_version": 1,
+        "task": model.task,
+        "classes": None if model.classes_ is None else model.classes_.tolist(),
+        "feature_names": None if model.feature_names_in_ is None else [str(n) for n in model.feature_names_in_],
+        "n_features": int(model.n_features_in_),
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model.module, torch.zeros(4, model.n_features_in_), check_trace=False)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={"mlctl.json": json.dumps(meta, sort_keys=True)})
+    Path(path).write_bytes(buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()

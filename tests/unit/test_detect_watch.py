@@ -136,6 +136,27 @@ def test_run_stops_on_duration_and_signal(tmp_path: Path) -> None:
     assert w.run().stopped_by == "stopped"
 
 
+def test_sigint_stops_the_loop_through_the_graceful_stop_and_maps_to_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+
+    from mlctl.core.graceful import exit_code_for_stop
+    from mlctl.detect.watch import install_signal_handlers
+
+    prom = FakePrometheus([1.0, 2.0])
+    w = _watcher(tmp_path, prom, now=prom.times[-1], interval="10s")
+    before = signal.getsignal(signal.SIGINT)
+    stop = install_signal_handlers(w)
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        report = w.run(duration_s=60)  # the 10 s wait ends at the signal
+    finally:
+        stop.restore()
+    assert report.stopped_by == "SIGINT" and exit_code_for_stop(report.stopped_by) == 130
+    assert signal.getsignal(signal.SIGINT) == before
+
+
 def test_exporter_port_in_use(tmp_path: Path) -> None:
     from mlctl.core.errors import OperationFailed
 

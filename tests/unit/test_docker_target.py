@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlctl.core.errors import NotFound, ServiceUnavailable, UsageError, exit_code_for
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.docker import (
     DEFAULT_BASE_IMAGE,
     DockerTarget,
@@ -248,3 +249,15 @@ def test_docker_recipe_uses_private_dirs_and_no_default_socket(tmp_path: Path) -
         assert len(spec.url) < 100  # unix socket paths are limited to 108 bytes
     finally:
         shutil.rmtree(spec.info["run_dir"], ignore_errors=True)
+
+
+def test_scale_takes_0_or_1_and_says_why_not_more_before_asking_an_engine(tmp_path: Path) -> None:
+    target = DockerTarget(base_url="unix:///nonexistent/mlctl/docker.sock", cache=tmp_path / "cache")
+    with pytest.raises(UsageError, match="cannot share its port") as caught:
+        target.scale("fraud-api", 2)
+    assert "local target" in (caught.value.hint or "") and exit_code_for(caught.value) == 2
+    for bad in (-1, 65, True):
+        with pytest.raises(UsageError, match="replicas"):
+            target.scale("fraud-api", bad)  # type: ignore[arg-type]
+    with pytest.raises(ServiceUnavailable):  # a valid count goes to the engine
+        target.scale("fraud-api", 1)

@@ -53,9 +53,8 @@ SEAMS: list[tuple[str, str, str]] = [
      "the model server loads models with the same SHA-256-checked loader that saved them"),
     ("mlctl.serving.runner", "mlctl.lifecycle.registry",
      "`mlctl serve` resolves a registered model (name@alias) to its artifact"),
-    ("mlctl.serving", "mlctl.lifecycle.deploy.base",
-     "ModelArtifact, what a deploy target hands the model server (issue 9 item 7 moves it to lifecycle's "
-     "artifact module: update this entry then)"),
+    ("mlctl.serving", "mlctl.lifecycle.artifact",
+     "ModelArtifact, the registered model version a deploy target (or `mlctl serve`) hands the model server"),
     ("mlctl.status", "mlctl.lifecycle.releases",
      "`mlctl status` summarises the deployments that releases record"),
 ]

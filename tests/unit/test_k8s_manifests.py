@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlctl.core.errors import UsageError
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.k8s import K8sTarget, parse_target, rollout_progress
 from mlctl.lifecycle.deploy.k8s_manifests import (
     ANNOTATION_CONFIG_HASH,
@@ -238,7 +239,8 @@ def test_plan_renders_without_touching_a_cluster(tmp_path: Path) -> None:
 def test_plan_does_not_import_the_kubernetes_client() -> None:
     code = (
         "import sys, pathlib\n"
-        "from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact\n"
+        "from mlctl.lifecycle.artifact import ModelArtifact\n"
+        "from mlctl.lifecycle.deploy.base import DeploySpec\n"
         "from mlctl.lifecycle.deploy.k8s import K8sTarget\n"
         "m = ModelArtifact('fraud', '1', None, pathlib.Path('m'), '0' * 64)\n"
         "K8sTarget(None, 'ml').plan(DeploySpec('fraud-api', m))\n"

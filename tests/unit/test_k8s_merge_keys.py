@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploySpec
 from mlctl.lifecycle.deploy.k8s_manifests import MERGE_KEYS, render_manifests
 from tests.support import k8s_openapi as openapi
 

@@ -11,7 +11,7 @@ import pytest
 
 from mlctl.core.errors import OperationFailed, UsageError, exit_code_for
 from mlctl.lifecycle import estimators, serialize
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.serialize import ArtifactTampered
 
 

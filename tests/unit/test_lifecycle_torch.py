@@ -1,10 +1,20 @@
-"""Torch models through the lifecycle: spelling, the estimator, TorchScript files, training, serving."""
+"""Torch models through the lifecycle: spelling, the estimator, model files, training, serving."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import hashlib
+import importlib
+import json
+import os
 import shutil
+import subprocess
+import sys
+import types
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +25,7 @@ import pytest
 import yaml
 
 from mlctl.core.errors import ConfigError, OperationFailed, UsageError
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.estimators import (
     build_estimator,
     check_model_name,
@@ -30,7 +40,7 @@ from mlctl.lifecycle.spec import TrainSpec
 
 torch = pytest.importorskip("torch")
 
-from mlctl.lifecycle.torch_model import AdamW, TorchEstimator, TorchScriptModel, load_torch_model  # noqa: E402
+from mlctl.lifecycle.torch_model import AdamW, TorchEstimator, TorchModel, load_torch_model  # noqa: E402
 
 SUPPORT = "tests.support.torch_models"
 MLP = f"torch:{SUPPORT}:mlp"
@@ -189,13 +199,15 @@ def test_diverging_training_is_reported() -> None:
 # --------------------------------------------------------------------------- files
 
 
-def test_torchscript_file_round_trips_with_its_metadata(tmp_path: Path) -> None:
+def test_model_file_round_trips_with_its_metadata(tmp_path: Path) -> None:
     est, df = fitted(target="three", epochs=20)
     path = tmp_path / "m" / "model.pt"
     sha = save_model(est, path)
     assert zipfile.is_zipfile(path)
+    with zipfile.ZipFile(path) as archive:  # weights and metadata only: no TorchScript code or constants
+        assert not [n for n in archive.namelist() if "/code/" in n or n.endswith("constants.pkl")]
     loaded = load_model(artifact(path, sha))
-    assert isinstance(loaded, TorchScriptModel)
+    assert isinstance(loaded, TorchModel)
     assert np.array_equal(loaded.predict_proba(df[FEATURES]), est.predict_proba(df[FEATURES]))
     assert np.array_equal(loaded.predict(df[FEATURES]), est.predict(df[FEATURES]))
     assert list(loaded.feature_names_in_) == FEATURES and loaded.classes_.tolist() == [0, 1, 2]
@@ -203,7 +215,7 @@ def test_torchscript_file_round_trips_with_its_metadata(tmp_path: Path) -> None:
     assert np.array_equal(loaded.predict(rows), est.predict(df[FEATURES]))
 
 
-def test_a_module_torchscript_cannot_compile_is_traced(tmp_path: Path) -> None:
+def test_a_module_with_python_in_its_forward_round_trips(tmp_path: Path) -> None:
     est, df = fitted("regression", "price", model=f"torch:{SUPPORT}:python_only")
     sha = save_model(est, tmp_path / "model.pt")
     loaded = load_torch_model(tmp_path / "model.pt", sha256=sha)
@@ -218,10 +230,27 @@ def test_a_tampered_file_is_refused_before_it_is_opened(tmp_path: Path, monkeypa
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     opened: list[str] = []
-    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: opened.append("x"))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: opened.append("load"))
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: opened.append("jit"))
     with pytest.raises(ArtifactTampered, match="refusing to load"):
         load_model(artifact(path, sha))
+    with pytest.raises(ArtifactTampered, match="refusing to load"):
+        load_torch_model(path, sha256=sha)
     assert opened == []
+
+
+def test_a_tampered_metadata_entry_is_refused_too(tmp_path: Path) -> None:
+    """Changing what the file says to rebuild (not only the weights) changes its digest."""
+    est, _ = fitted()
+    path = tmp_path / "model.pt"
+    sha = save_model(est, path)
+    data = path.read_bytes()
+    forged = data.replace(b"tests.support.torch_models:mlp", b"tests.support.torch_models:lin")
+    assert forged != data and len(forged) == len(data)
+    path.write_bytes(forged)
+    with pytest.raises(ArtifactTampered) as info:
+        load_model(artifact(path, sha))
+    assert info.value.details["expected"] == sha and info.value.details["actual"] != sha
 
 
 @pytest.mark.filterwarnings("ignore:.*torch.jit:DeprecationWarning")
@@ -233,8 +262,317 @@ def test_a_foreign_torchscript_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OperationFailed, match="no mlctl metadata"):
         load_model(artifact(path, sha256_file(path)))
     path.write_bytes(b"not a zip at all")
-    with pytest.raises(OperationFailed, match="not a TorchScript model"):
+    with pytest.raises(OperationFailed, match="not a torch model file"):
         load_model(artifact(path, sha256_file(path)))
+    torch.save(torch.nn.Linear(3, 1).state_dict(), path)  # weights without mlctl's metadata
+    with pytest.raises(OperationFailed, match="no mlctl metadata"):
+        load_model(artifact(path, sha256_file(path)))
+    torch.save({"mlctl": "{}", "state_dict": {}, "code": Path("x")}, path)  # an object to unpickle: never run
+    with pytest.raises(OperationFailed, match="not a torch model file"):
+        load_model(artifact(path, sha256_file(path)))
+
+
+TRAIN_AND_SAVE = """
+import sys
+import numpy as np
+import pandas as pd
+from mlctl.lifecycle.estimators import build_estimator
+from mlctl.lifecycle.serialize import save_model
+
+rng = np.random.RandomState(0)
+x = pd.DataFrame(rng.rand(120, 3), columns=["x1", "x2", "x3"])
+y = np.where(x["x1"] + x["x2"] > 1.0, "good", "bad")
+est = build_estimator("torch:tests.support.torch_models:mlp", "classification",
+                      {"epochs": 5, "module__hidden": 6}, seed=11)
+print(save_model(est.fit(x, y), __import__("pathlib").Path(sys.argv[1])))
+"""
+
+
+def test_the_same_training_in_two_processes_gives_the_same_file(tmp_path: Path) -> None:
+    """Same data, parameters and seed: byte-identical files whatever the process's hash seed."""
+    root = Path(__file__).resolve().parents[2]
+    digests = []
+    for hash_seed in ("1", "2024"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        path = tmp_path / hash_seed / "model.pt"
+        out = subprocess.run([sys.executable, "-c", TRAIN_AND_SAVE, str(path)], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stderr
+        digests.append(out.stdout.strip().splitlines()[-1])
+        assert digests[-1] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert b"def mlp(n_features" in path.read_bytes()  # the module's source travels inside
+    assert digests[0] == digests[1]
+    assert (tmp_path / "1" / "model.pt").read_bytes() == (tmp_path / "2024" / "model.pt").read_bytes()
+
+
+def test_the_module_reference_round_trips(tmp_path: Path) -> None:
+    est, df = fitted(module__hidden=5)
+    path = tmp_path / "model.pt"
+    sha = save_model(est, path)
+    loaded = load_torch_model(path, sha256=sha)
+    assert loaded.reference == f"{SUPPORT}:mlp" == est.model_.reference
+    assert loaded.module_kwargs == {"n_features": 3, "n_outputs": 2, "hidden": 5} == est.model_.module_kwargs
+    meta = loaded.metadata()
+    assert meta["format"] == "state_dict" and meta["module"] == f"{SUPPORT}:mlp" and meta["format_version"] == 2
+    # the network was rebuilt by the function (not unpickled), with the trained weights
+    from tests.support.torch_models import mlp
+
+    assert type(loaded.module.net) is type(mlp(3, 2, hidden=5))
+    assert [tuple(p.shape) for p in loaded.module.net.parameters()] == [(5, 3), (5,), (2, 5), (2,)]
+    for (k, a), (_, b) in zip(loaded.module.state_dict().items(), est.model_.module.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert np.array_equal(loaded.predict_proba(df[FEATURES]), est.predict_proba(df[FEATURES]))
+    # saving the loaded model again gives the same file
+    assert save_model(loaded, tmp_path / "again.pt") == sha
+
+
+def test_loading_leaves_the_callers_random_state_alone(tmp_path: Path) -> None:
+    est, _ = fitted()
+    sha = save_model(est, tmp_path / "model.pt")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load_torch_model(tmp_path / "model.pt", sha256=sha)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def local_net(n_features: int, n_outputs: int) -> Any:
+    return torch.nn.Linear(n_features, n_outputs)
+
+
+def test_a_function_that_cannot_be_imported_by_name_is_refused_at_save(tmp_path: Path) -> None:
+    df = table()
+
+    def nested(n_features: int, n_outputs: int) -> Any:
+        return torch.nn.Linear(n_features, n_outputs)
+
+    est = TorchEstimator(module=nested, epochs=2, random_state=0).fit(df[FEATURES], df["label"])
+    with pytest.raises(OperationFailed, match="cannot be imported by name"):
+        save_model(est, tmp_path / "model.pt")
+    assert not (tmp_path / "model.pt").exists()
+    # a top-level function of an importable module is fine
+    est = TorchEstimator(module=local_net, epochs=2, random_state=0).fit(df[FEATURES], df["label"])
+    sha = save_model(est, tmp_path / "model.pt")
+    assert load_torch_model(tmp_path / "model.pt", sha256=sha).reference == f"{__name__}:local_net"
+
+
+def test_a_function_that_now_builds_another_network_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.support.torch_models as nets
+
+    est, _ = fitted()
+    sha = save_model(est, tmp_path / "model.pt")
+    monkeypatch.setattr(nets, "mlp", lambda n_features, n_outputs, hidden=8: nets.linear(n_features, n_outputs))
+    with pytest.raises(OperationFailed, match="weights do not fit the network") as info:
+        load_torch_model(tmp_path / "model.pt", sha256=sha)
+    assert "train the model again" in (info.value.hint or "")
+    monkeypatch.delattr(nets, "mlp")
+    with pytest.raises(OperationFailed, match="cannot import tests.support.torch_models:mlp"):
+        load_torch_model(tmp_path / "model.pt", sha256=sha)
+
+
+# --------------------------------------------------------------------------- self-contained files
+
+USER_NETS = '''"""A project's network, in one file (no __init__.py: its package is a namespace)."""
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, n_features, n_outputs, hidden):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(n_features, hidden), torch.nn.Tanh())
+        self.head = torch.nn.Linear(hidden, n_outputs)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def make(n_features, n_outputs, hidden=4):
+    return Net(n_features, n_outputs, hidden)
+'''
+
+
+@pytest.fixture
+def user_nets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """A project module ``acme_<id>.nets`` in a folder put on the Python path: its name and that folder."""
+    package = f"acme_{uuid.uuid4().hex[:10]}"
+    src = tmp_path / "src"
+    (src / package).mkdir(parents=True)
+    (src / package / "nets.py").write_text(USER_NETS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(src))
+    yield f"{package}.nets", src
+    forget(package)
+
+
+def forget(package: str) -> None:
+    for name in [n for n in sys.modules if n == package or n.startswith(f"{package}.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def uninstall(name: str, src: Path) -> None:
+    """Make the project's modules unimportable here, as in an image that holds only the model."""
+    src.rename(src.with_name("src-gone"))
+    forget(name.partition(".")[0])
+
+
+LOAD_ELSEWHERE = """
+import importlib.util, inspect, json, logging, sys
+import pandas as pd
+from mlctl.lifecycle.torch_model import load_torch_model
+
+path, sha, name = sys.argv[1:4]
+assert importlib.util.find_spec(name.partition(".")[0]) is None, "the project module is importable here"
+log = logging.getLogger("mlctl.torch")
+log.setLevel(logging.DEBUG)
+log.addHandler(logging.StreamHandler())
+model = load_torch_model(path, sha256=sha)
+net = type(model.module.net)
+print(json.dumps({
+    "proba": model.predict_proba(pd.read_csv("rows.csv")).tolist(),
+    "module": net.__module__,
+    "file": net.forward.__code__.co_filename,
+    "source": inspect.getsource(net.forward).splitlines()[0].strip(),
+    "embedded": hasattr(sys.modules[name], "__mlctl_source__"),
+}))
+"""
+
+
+def test_a_one_file_module_travels_inside_the_model(user_nets: tuple[str, Path], tmp_path: Path) -> None:
+    """Loaded where the module is not installed (another folder, another Python path), the model
+    is rebuilt from the source in its file and predicts what it predicted in training."""
+    name, src = user_nets
+    est, df = fitted(model=f"torch:{name}:make", module__hidden=5)
+    path = tmp_path / "model" / "model.pt"
+    sha = save_model(est, path)
+    text = (src / name.replace(".", "/")).with_suffix(".py").read_text(encoding="utf-8")
+    source = load_torch_model(path, sha256=sha).metadata()["module_source"]  # imported by name here
+    assert source == {
+        "name": name,
+        "file": name.replace(".", "/") + ".py",  # relative: no path of this machine in the file
+        "text": text,
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    assert str(tmp_path).encode() not in path.read_bytes()
+    expected = est.predict_proba(df[FEATURES])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    df[FEATURES].to_csv(elsewhere / "rows.csv", index=False)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # mlctl, not src/
+    out = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, str(path), sha, name], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert np.array_equal(np.asarray(got["proba"]), expected)
+    assert got["embedded"] and got["module"] == name and got["file"] == source["file"]
+    assert got["source"] == "def forward(self, x):"  # tracebacks show the embedded lines
+    assert "built it from the source the file embeds" in out.stderr
+
+
+def test_the_embedded_source_runs_only_after_the_sha256_check(
+    user_nets: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, src = user_nets
+    est, df = fitted(model=f"torch:{name}:make")
+    path = tmp_path / "model.pt"
+    sha = save_model(est, path)
+    uninstall(name, src)
+    ran: list[Any] = []
+    real_exec = builtins.exec
+
+    def spy(code: Any, *args: Any) -> Any:
+        ran.append(getattr(code, "co_filename", code))
+        return real_exec(code, *args)
+
+    monkeypatch.setattr(builtins, "exec", spy)
+    data = path.read_bytes()
+    at = data.index(b"return Net(n_features")  # the embedded text lies as is in the archive
+    forged = bytearray(data)
+    forged[at + 7] ^= 0x01  # "Net" -> "Oet": code that would fail, were it run
+    path.write_bytes(bytes(forged))
+    with pytest.raises(ArtifactTampered, match="refusing to load"):
+        load_torch_model(path, sha256=sha)
+    with pytest.raises(ArtifactTampered, match="refusing to load"):
+        load_model(artifact(path, sha))
+    assert ran == [] and name not in sys.modules
+    path.write_bytes(data)  # the genuine file: its source runs, once
+    loaded = load_torch_model(path, sha256=sha)
+    file = name.replace(".", "/") + ".py"
+    assert ran.count(file) == 1 and hasattr(sys.modules[name], "__mlctl_source__")
+    assert np.array_equal(loaded.predict_proba(df[FEATURES]), est.predict_proba(df[FEATURES]))
+    assert ran.count(file) == 1 and load_model(artifact(path, sha)).reference == f"{name}:make"  # reused
+    assert save_model(loaded, tmp_path / "again.pt") == sha  # the loaded model saves to the same file
+
+
+def test_a_module_importing_other_project_modules_needs_them_installed(
+    user_nets: tuple[str, Path], tmp_path: Path
+) -> None:
+    name, src = user_nets
+    package = name.partition(".")[0]
+    (src / package / "sizes.py").write_text("HIDDEN = 3\n", encoding="utf-8")
+    (src / package / "uses_sizes.py").write_text(
+        f"import torch\nfrom {package}.sizes import HIDDEN\n\n\n"
+        "def make(n_features, n_outputs):\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(n_features, HIDDEN), torch.nn.Linear(HIDDEN, n_outputs))\n",
+        encoding="utf-8",
+    )
+    est, _ = fitted(model=f"torch:{package}.uses_sizes:make")
+    path = tmp_path / "model.pt"
+    sha = save_model(est, path)
+    # the module is installed but what it imports is not: the import error is reported as before
+    (src / package / "sizes.py").unlink()
+    forget(package)
+    with pytest.raises(OperationFailed, match=rf"cannot import {package}.uses_sizes:make.*No module named"):
+        load_torch_model(path, sha256=sha)
+    # neither is installed: only the one module travels, and the error says what is missing
+    uninstall(name, src)
+    with pytest.raises(OperationFailed, match=rf"imports {package}.sizes, which is not installed here") as info:
+        load_torch_model(path, sha256=sha)
+    assert "install the modules it imports" in (info.value.hint or "")
+    assert not [n for n in sys.modules if n.startswith(package)]  # nothing half-built is left behind
+
+
+def test_a_module_without_a_source_file_is_saved_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"acme_{uuid.uuid4().hex[:10]}"
+    module = types.ModuleType(name)  # made in memory: no file to read
+    exec("import torch\n\ndef make(n_features, n_outputs):\n    return torch.nn.Linear(n_features, n_outputs)\n",
+         module.__dict__)
+    monkeypatch.setitem(sys.modules, name, module)
+    df = table()
+    est = TorchEstimator(module=module.make, epochs=2, random_state=0).fit(df[FEATURES], df["label"])
+    path = tmp_path / "model.pt"
+    with pytest.warns(UserWarning, match=rf"without the source of {name}.*images cannot load it"):
+        sha = save_model(est, path)
+    loaded = load_torch_model(path, sha256=sha)  # importable here: loads as before
+    assert "module_source" not in loaded.metadata()
+    assert np.array_equal(loaded.predict(df[FEATURES]), est.predict(df[FEATURES]))
+    del sys.modules[name]
+    with pytest.raises(OperationFailed, match=f"cannot import {name}:make") as info:
+        load_torch_model(path, sha256=sha)
+    assert "does not carry the module's source" in (info.value.hint or "")
+
+
+def test_a_torchscript_file_of_an_older_mlctl_still_loads_with_a_warning(tmp_path: Path) -> None:
+    from tests.support.torch_models import save_as_torchscript
+
+    est, df = fitted(target="three", epochs=20)
+    path = tmp_path / "model.pt"
+    sha = save_as_torchscript(est.model_, path)
+    with pytest.warns(FutureWarning, match="TorchScript is deprecated"):
+        loaded = load_model(artifact(path, sha))
+    assert isinstance(loaded, TorchModel) and loaded.reference is None
+    assert loaded.classes_.tolist() == [0, 1, 2] and list(loaded.feature_names_in_) == FEATURES
+    assert np.allclose(loaded.predict_proba(df[FEATURES]), est.predict_proba(df[FEATURES]), atol=1e-6)
+    assert np.array_equal(loaded.predict(df[FEATURES]), est.predict(df[FEATURES]))
+    with pytest.raises(OperationFailed, match="cannot be saved again") as info:
+        save_model(loaded, tmp_path / "again.pt")
+    assert "train the model again" in (info.value.hint or "")
+    path.write_bytes(path.read_bytes()[:-1] + b"!")  # the same SHA-256 check guards these files
+    with pytest.raises(ArtifactTampered):
+        load_model(artifact(path, sha))
 
 
 def test_mlflow_folder_records_the_torch_flavor(tmp_path: Path) -> None:
@@ -250,7 +588,9 @@ def test_mlflow_folder_records_the_torch_flavor(tmp_path: Path) -> None:
     assert saved.sha256 == sha256_file(saved.model_file)
     mlmodel = yaml.safe_load((saved.directory / "MLmodel").read_text())
     flavor = mlmodel["flavors"]["torch"]
-    assert flavor["model_file"] == "model.pt" and flavor["format"] == "torchscript"
+    assert flavor["model_file"] == "model.pt" and flavor["format"] == "state_dict"
+    assert flavor["module"] == f"{SUPPORT}:mlp"
+    assert flavor["module_kwargs"] == {"n_features": 3, "n_outputs": 2}
     assert flavor["task"] == "classification" and flavor["classes"] == ["bad", "good"]
     assert flavor["feature_names"] == FEATURES and flavor["torch_version"] == torch.__version__.split("+")[0]
     assert "sklearn" not in mlmodel["flavors"]
@@ -417,4 +757,4 @@ def test_train_a_torch_regressor_with_tuning(isolated_env: Path, mlflow_store: P
         "weight_decay",
         "batch_size",
     }
-    assert any("TorchScript" in step for step in plan.steps)
+    assert any("state_dict + module reference" in step for step in plan.steps)

@@ -222,3 +222,42 @@ def test_csv_rows_without_columns_take_the_first_rows_keys() -> None:
     n = output.write_csv_rows(buf, iter([{"a": 1, "b": None}, {"b": True, "c": 3}]))
     assert n == 2 and buf.getvalue().splitlines() == ["a,b", "1,", ",true"]
     assert output.write_csv_rows(buf := io.StringIO(), iter([])) == 0 and buf.getvalue() == ""
+
+
+class _Deployed(output.Result):
+    """A result whose table view has several blocks (a table, YAML, verbatim text) and a hint."""
+
+    def document(self) -> dict[str, object]:
+        return {"name": "web", "manifest": {"kind": "Service"}, "log": "started\n"}
+
+    def tables(self) -> list[output.Table]:
+        return [output.Table([{"step": 1, "action": "start web"}], title="plan"),
+                output.Table({"kind": "Service"}, fmt="yaml"), output.Table("started\n", fmt="text")]
+
+    def notes(self) -> list[str]:
+        return ["Next: mlctl status"]
+
+
+def test_a_result_renders_several_blocks_and_notes_only_in_tables(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    out, err = streams
+    render(_Deployed(), fmt="table")
+    text = out.getvalue()
+    assert "plan" in text and "start web" in text and "kind: Service\n" in text and text.endswith("started\n")
+    assert err.getvalue() == "Next: mlctl status\n"
+    out.seek(0)
+    out.truncate()
+    err.seek(0)
+    err.truncate()
+    render(_Deployed(), fmt="json")
+    assert json.loads(out.getvalue())["manifest"] == {"kind": "Service"} and err.getvalue() == ""
+
+
+def test_a_result_without_a_table_prints_only_its_notes(streams: tuple[io.StringIO, io.StringIO]) -> None:
+    from mlctl.core.config_view import ConfigChange
+
+    out, err = streams
+    render(ConfigChange(Path("mlctl.yaml"), "deploy.port", 9000, dry_run=False), fmt="table")
+    assert out.getvalue() == "" and err.getvalue() == "mlctl.yaml: deploy.port = 9000\n"
+    render(ConfigChange(Path("mlctl.yaml"), "deploy.port", 9000, dry_run=False), fmt="yaml")
+    assert yaml.safe_load(out.getvalue()) == {"file": "mlctl.yaml", "key": "deploy.port", "value": 9000,
+                                              "dry_run": False}

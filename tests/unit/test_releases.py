@@ -9,7 +9,8 @@ import pytest
 from mlctl.core.config import load_config
 from mlctl.core.errors import NotFound, UsageError
 from mlctl.lifecycle import registry, releases
-from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, validate_replicas
 
 
 class FakeTarget(DeployTarget):
@@ -40,6 +41,14 @@ class FakeTarget(DeployTarget):
 
     def logs(self, name: str, tail: int = 100) -> str:
         return f"logs of {name}\n"
+
+    def scale(self, name: str, replicas: int) -> DeploymentStatus:
+        from dataclasses import replace
+
+        if name not in self.running:
+            raise NotFound(f"no deployment {name}")
+        self.running[name] = replace(self.running[name], replicas=validate_replicas(replicas))
+        return self.status(name)  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -267,3 +276,19 @@ def test_a_deploy_while_another_holds_the_deployment_is_refused(env: tuple[FakeT
     with pytest.raises(NotFound):  # nothing was recorded
         releases.list_releases("churn", loaded)
     assert releases.deploy("churn@champion", loaded).release is not None
+
+
+def test_scale_records_the_count_for_status(env: tuple[FakeTarget, dict[str, str]]) -> None:
+    target, _ = env
+    loaded = load_config()
+    releases.deploy("churn@champion", loaded, port=9100)
+    result = releases.scale("churn", loaded, 4)
+    assert (result.replicas, result.ready, result.previous, result.dry_run) == (4, 4, 1, False)
+    assert target.running["churn"].replicas == 4
+    assert [r.revision for r in releases.list_releases("churn", loaded)] == [1]  # scaling is not a release
+    (status,) = [s for s in releases.deployment_statuses(loaded) if s.name == "churn"]
+    assert status.replicas_desired == 4
+    with pytest.raises(UsageError):
+        releases.scale("churn", loaded, -1)
+    with pytest.raises(NotFound):
+        releases.scale("ghost", loaded, 1)

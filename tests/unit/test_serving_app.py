@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.ensemble import RandomForestClassifier
 
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.serving import Predictor, create_app
 
 N = 4

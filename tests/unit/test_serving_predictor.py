@@ -19,7 +19,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 
 from mlctl.core.errors import OperationFailed
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.serving import Predictor
 from mlctl.serving.fastpath import compile_predict, probe_rows
 

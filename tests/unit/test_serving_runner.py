@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mlctl.core.errors import UsageError
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.serving import Predictor, ServerInfo, run_server
 from mlctl.serving.runner import adopt_socket, bind_socket
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from mlctl.lifecycle.deploy.base import ModelArtifact
+from mlctl.lifecycle.artifact import ModelArtifact
 from mlctl.lifecycle.serialize import save_model
 from mlctl.serving.startup import settle, starting
 
@@ -37,7 +37,7 @@ def test_a_sklearn_model_server_imports_no_torch_mlflow_or_fastapi(tmp_path: Pat
     ModelArtifact("m", "1", None, path, save_model(est, path), signature=SIG).to_json(tmp_path / "artifact.json")
     got = _python(
         "import json, sys; from pathlib import Path\n"
-        "from mlctl.lifecycle.deploy.base import ModelArtifact\n"
+        "from mlctl.lifecycle.artifact import ModelArtifact\n"
         "from mlctl.serving import Predictor, create_app, run_server\n"
         f"p = Predictor.from_artifact(ModelArtifact.from_json(Path({str(tmp_path / 'artifact.json')!r})))\n"
         "app = create_app(p)\n"

@@ -13,45 +13,31 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mlctl.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlctl.lifecycle.artifact import ModelArtifact
+
+#: The most replicas ``scale`` accepts: beyond it a typo (``--replicas 1000``) is likelier than a plan.
+MAX_REPLICAS = 64
 
 
-@dataclass(frozen=True)
-class ModelArtifact:
-    """A registered model version, resolved to a verified local file."""
+def validate_replicas(replicas: object) -> int:
+    """``replicas`` as an int in ``0..MAX_REPLICAS``, else :class:`UsageError` (exit 2).
 
-    name: str
-    version: str
-    alias: str | None
-    path: Path  # the serialized model (skops for scikit-learn, state_dict/TorchScript for torch)
-    sha256: str  # recorded at registration; verified at every load
-    flavor: str = "sklearn"  # "sklearn" or "torch"
-    signature: dict[str, Any] = field(default_factory=dict)  # {"inputs": [{"name", "type"}], "outputs": [...]}
-    run_id: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
-
-    def to_json(self, path: Path) -> None:
-        """Write this artifact's metadata next to (or pointing at) the model file.
-
-        ``path`` in the JSON is relative to the JSON file's folder when the model lies inside it,
-        so a folder holding ``artifact.json`` and the model can be copied (into an image, say).
-        """
-        data = asdict(self)
-        try:
-            data["path"] = str(Path(self.path).resolve().relative_to(path.parent.resolve()))
-        except ValueError:
-            data["path"] = str(Path(self.path).resolve())
-        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-    @classmethod
-    def from_json(cls, path: Path) -> ModelArtifact:
-        """Read metadata written by :meth:`to_json`; the model path is resolved against its folder."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        data["path"] = (Path(path).parent / data["path"]).resolve()
-        return cls(**data)
+    >>> validate_replicas(3)
+    3
+    >>> validate_replicas(-1)
+    Traceback (most recent call last):
+    ...
+    mlctl.core.errors.UsageError: replicas must be a whole number from 0 to 64, not -1
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS:
+        raise UsageError(f"replicas must be a whole number from 0 to {MAX_REPLICAS}, not {replicas!r}",
+                         hint="0 stops every server but keeps the deployment; scale it up again later")
+    return replicas
 
 
 @dataclass(frozen=True)
@@ -127,3 +113,10 @@ class DeployTarget(ABC):
     @abstractmethod
     def logs(self, name: str, tail: int = 100) -> str:
         """The last lines the deployment's servers wrote."""
+
+    @abstractmethod
+    def scale(self, name: str, replicas: int) -> DeploymentStatus:
+        """Run ``replicas`` servers of what serves now (0..:data:`MAX_REPLICAS`), without dropping
+        requests, and wait until they are ready. :class:`UsageError` for a count out of range (or one
+        the target cannot run), :class:`NotFound` for an unknown deployment. A later deploy sets its
+        own replica count."""

@@ -27,6 +27,11 @@ the new one is started and awaited. If the new one does not become ready, it is 
 previous one started again before the error is raised. The downtime is the new server's start-up,
 a few seconds. Deploying the same image with the same configuration again changes nothing.
 
+:meth:`DockerTarget.scale` takes 0 or 1: 0 stops the container gracefully and keeps it (its status
+then reports 0 replicas desired), 1 starts it again. More replicas would need more servers on one
+host port, which host networking does not allow: that is a :class:`UsageError` naming the local
+and k8s targets, which run N servers behind one endpoint.
+
 The ``docker`` package (``pip install 'mlctl[docker]'``) is imported only inside the methods that
 talk to an engine; :meth:`DockerTarget.plan` and :func:`render_dockerfile` need none of it.
 """
@@ -46,7 +51,7 @@ from typing import Any
 
 from mlctl.core.errors import MissingExtra, NotFound, OperationFailed, ServiceUnavailable, UsageError
 from mlctl.core.probes import http_ready
-from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, validate_replicas
 from mlctl.lifecycle.deploy.docker_wheels import WHEEL_PLATFORMS, cache_dir, dependency_wheels, mlctl_wheel
 from mlctl.lifecycle.deploy.k8s_manifests import default_image
 
@@ -437,8 +442,11 @@ class DockerTarget(DeployTarget):
         previous.start()
 
     def _wait_ready(self, container: Any, spec: DeploySpec) -> None:
-        url = f"http://{self.host}:{spec.port}/ready"
-        deadline = time.monotonic() + spec.ready_timeout_s
+        self._await_ready(container, spec.name, self.host, spec.port, spec.ready_timeout_s)
+
+    def _await_ready(self, container: Any, deployment: str, host: str, port: int | str, timeout_s: float) -> None:
+        url = f"http://{host}:{port}/ready"
+        deadline = time.monotonic() + timeout_s
         while True:
             with self._engine(f"inspect container {container.name}"):
                 container.reload()
@@ -449,12 +457,12 @@ class DockerTarget(DeployTarget):
                 raise OperationFailed(
                     f"container {container.name} stopped while starting (exit code {state.get('ExitCode')}): "
                     + self._tail(container, 5),
-                    hint=f"see `mlctl deploy logs {spec.name}`")
+                    hint=f"see `mlctl deploy logs {deployment}`")
             if time.monotonic() >= deadline:
                 raise OperationFailed(
-                    f"container {container.name} not ready after {spec.ready_timeout_s:.0f}s: "
+                    f"container {container.name} not ready after {timeout_s:.0f}s: "
                     + self._tail(container, 5),
-                    hint=f"see `mlctl deploy logs {spec.name}`; raise --timeout for slow models")
+                    hint=f"see `mlctl deploy logs {deployment}`; raise --timeout for slow models")
             time.sleep(0.2)
 
     def _tail(self, container: Any, n: int) -> str:
@@ -475,13 +483,15 @@ class DockerTarget(DeployTarget):
         ready = running and port is not None and http_ready(f"http://{host}:{port}/ready")
         health_status = (state.get("Health") or {}).get("Status")
         health = "healthy" if ready else "down" if not running or health_status == "unhealthy" else "unknown"
+        # scaled to 0: stopped on purpose (a graceful stop exits 0), not crashed
+        scaled_down = not running and state.get("Status") == "exited" and state.get("ExitCode") == 0
         return DeploymentStatus(
             name=name,
             target=self.kind,
             model=labels.get(f"{LABEL}.model", name),
             version=labels.get(f"{LABEL}.version", "?"),
             alias=labels.get(f"{LABEL}.alias") or None,
-            replicas_desired=1,
+            replicas_desired=0 if scaled_down else 1,
             replicas_ready=1 if ready else 0,
             endpoint=f"http://{host}:{port}" if running and port else None,
             health=health,
@@ -512,6 +522,42 @@ class DockerTarget(DeployTarget):
             except docker.errors.NotFound:
                 return False
         return True
+
+    def scale(self, name: str, replicas: int, *, timeout_s: float = 60.0) -> DeploymentStatus:
+        """0 or 1 replica: stop the container (kept, so it can start again) or start it and wait until ready.
+
+        More is a :class:`UsageError`: the container serves on the host network, and two servers
+        cannot bind one port (the local target shares one socket among N processes; the k8s target
+        runs N pods behind a Service). Stopping is graceful (SIGTERM: in-flight requests finish).
+        """
+        validate_replicas(replicas)
+        if replicas > 1:
+            raise UsageError(
+                f"the docker target runs one container per deployment on the host network, so {replicas} "
+                "replicas cannot share its port",
+                hint="use 0 or 1 here; the local target (N processes on one socket) or the k8s target "
+                "(N pods behind a Service) run several")
+        container = self._container(name)
+        if container is None:
+            raise NotFound(f"no container for deployment {name!r} on {self.base_url}",
+                           hint="it was stopped (stopping removes the container) or never deployed here")
+        labels = container.labels
+        running = container.attrs.get("State", {}).get("Status") in ("running", "restarting")
+        if replicas == 0 and running:
+            with self._engine(f"stop container {container.name}"):
+                container.stop(timeout=10)
+        elif replicas == 1 and not running:
+            from mlctl.core.ports import ensure_port_free
+
+            port = labels.get(f"{LABEL}.port", "")
+            host = labels.get(f"{LABEL}.host", self.host)
+            ensure_port_free(host, int(port), hint=f"free port {port}, or deploy {name} again with another --port")
+            with self._engine(f"start container {container.name}"):
+                container.start()
+            self._await_ready(container, name, host, port, timeout_s)
+        status = self.status(name)
+        assert status is not None
+        return status
 
     def logs(self, name: str, tail: int = 100) -> str:
         container = self._container(name)

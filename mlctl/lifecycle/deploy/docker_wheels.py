@@ -180,7 +180,7 @@ def _wheel_members(dist: metadata.Distribution) -> list[tuple[str, Path]]:
             continue  # scripts, headers and data outside site-packages are regenerated or not needed
         if posix.parts[0] == info and posix.name in _INSTALLER_FILES:
             continue
-        file = Path(dist.locate_file(path))
+        file = Path(str(dist.locate_file(path)))
         if file.is_file():
             members.append((str(posix), file))
     return sorted(members, key=lambda m: (m[0].startswith(f"{info}/"), m[0]))  # the dist-info folder last
@@ -275,7 +275,8 @@ def installed_mlctl() -> metadata.Distribution | None:
         if _canonical(dist.metadata["Name"] or "") != "mlctl" or dist.read_text("RECORD") is None:
             continue  # another project, or a source tree's mlctl.egg-info (its files: SOURCES.txt)
         for path in dist.files or []:
-            if str(path).replace("\\", "/") == "mlctl/__init__.py" and Path(dist.locate_file(path)).resolve() == here:
+            located = Path(str(dist.locate_file(path)))
+            if str(path).replace("\\", "/") == "mlctl/__init__.py" and located.resolve() == here:
                 return dist
     return None
 
@@ -476,7 +477,8 @@ def dependency_wheels(requirements: list[str], cache: Path | None = None) -> lis
     closure = installed_closure(requirements)
     if closure is None:
         return _resolved_download(requirements, cache)
-    local, foreign = [], []
+    local: list[Any] = []
+    foreign: list[Any] = []
     for dist in closure:
         (foreign if _rebuildable(dist) else local).append(dist)
     todo = [d for d in local if not any(_local_folder(d, cache).glob("*.whl"))]

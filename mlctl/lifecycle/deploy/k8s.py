@@ -38,7 +38,7 @@ from mlctl.core.errors import (
     UsageError,
     require,
 )
-from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, validate_replicas
 from mlctl.lifecycle.deploy.k8s_manifests import (
     ANNOTATION_MODEL_ALIAS,
     ANNOTATION_MODEL_NAME,
@@ -599,15 +599,24 @@ class K8sTarget(DeployTarget):
     def scale(self, name: str, replicas: int, *, wait: bool = True) -> DeploymentStatus:
         """Set the replica count through the ``scale`` subresource, then (by default) wait until ready.
 
-        A later ``apply`` sets the replicas of its spec again. Refused when an HPA manages the
-        deployment, since it would undo the change.
+        The patch carries the Deployment's ``resourceVersion`` as a precondition, as every patch
+        of this target does: when the Deployment moved on meanwhile and only its status changed
+        (a rollout in progress), the patch is sent again on the fresh version; when someone changed
+        its spec, it is refused. A later ``apply`` sets the replicas of its spec again. Refused when
+        an HPA manages the deployment, since it would undo the change, and for a Deployment that
+        mlctl did not create.
         """
         from kubernetes.client.exceptions import ApiException
 
         validate_name(name)
-        if not isinstance(replicas, int) or replicas < 0:
-            raise UsageError(f"replicas must be a whole number >= 0, not {replicas!r}")
+        validate_replicas(replicas)
         apps, _, autoscaling = self._apis()
+        missing = NotFound(f"no deployment {name!r} in namespace {self.namespace} ({self._where()})",
+                           hint=f"{self._kubectl()} get deployments")
+        current = self._read(f"read Deployment {name}", apps.read_namespaced_deployment, name, self.namespace)
+        if current is None:
+            raise missing
+        self._ensure_ours("Deployment", name, current)
         hpa = self._read(
             f"read HorizontalPodAutoscaler {name}",
             autoscaling.read_namespaced_horizontal_pod_autoscaler,
@@ -621,20 +630,33 @@ class K8sTarget(DeployTarget):
                 hint="change the HPA's min/max replicas and deploy again",
             )
         deadline = time.monotonic() + self.timeout_s
-        try:
-            self._call(
-                f"scale Deployment {name}",
-                apps.patch_namespaced_deployment_scale,
-                name,
-                self.namespace,
-                {"spec": {"replicas": replicas}},
-                _content_type=MERGE,
-            )
-        except ApiException:
-            raise NotFound(
-                f"no deployment {name!r} in namespace {self.namespace} ({self._where()})",
-                hint=f"{self._kubectl()} get deployments",
-            ) from None
+        for _attempt in range(5):
+            body = {"metadata": {"resourceVersion": current.metadata.resource_version},
+                    "spec": {"replicas": replicas}}
+            try:
+                self._call(f"scale Deployment {name}", apps.patch_namespaced_deployment_scale, name,
+                           self.namespace, body, _content_type=MERGE, passthrough=(404, 409))
+                break
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise missing from None
+            fresh = self._read(f"read Deployment {name}", apps.read_namespaced_deployment, name, self.namespace)
+            if fresh is None:
+                raise missing
+            if not _only_status_moved(current, fresh):
+                raise OperationFailed(
+                    f"Deployment {self.namespace}/{name} was changed by someone else while scaling it (it is no "
+                    f"longer at resourceVersion {current.metadata.resource_version}); it was not scaled",
+                    hint=f"see who changed it: {self._kubectl()} get deployment {name} -o yaml "
+                    "(metadata.managedFields); then run the command again",
+                    details={"kind": "Deployment", "name": name, "namespace": self.namespace, "status": 409},
+                )
+            current = fresh
+        else:
+            raise OperationFailed(f"Deployment {self.namespace}/{name} kept changing while scaling it; it was not "
+                                  "scaled", hint="run the command again",
+                                  details={"kind": "Deployment", "name": name, "namespace": self.namespace,
+                                           "status": 409})
         if wait:
             return self._status_of(self._wait_rollout(name, deadline))
         status = self.status(name)

@@ -16,7 +16,8 @@ Deployment and a Service (and, when asked, an ``autoscaling/v2`` HorizontalPodAu
   --port PORT``: the image has the model baked in at ``/srv/model``.
 
 >>> from pathlib import Path
->>> from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+>>> from mlctl.lifecycle.artifact import ModelArtifact
+>>> from mlctl.lifecycle.deploy.base import DeploySpec
 >>> model = ModelArtifact("fraud", "3", "champion", Path("model.skops"), "ab" * 32)
 >>> [m["kind"] for m in render_manifests(DeploySpec("fraud-api", model), image="fraud:3", namespace="ml")]
 ['Deployment', 'Service']
@@ -149,7 +150,8 @@ def default_image(spec: DeploySpec) -> str:
     """The image name used when none is given: ``mlctl/<model>:<version>``.
 
     >>> from pathlib import Path
-    >>> from mlctl.lifecycle.deploy.base import DeploySpec, ModelArtifact
+    >>> from mlctl.lifecycle.artifact import ModelArtifact
+    >>> from mlctl.lifecycle.deploy.base import DeploySpec
     >>> default_image(DeploySpec("api", ModelArtifact("Fraud Model", "3", None, Path("m"), "0" * 64)))
     'mlctl/fraud-model:3'
     """

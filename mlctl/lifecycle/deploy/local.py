@@ -16,6 +16,7 @@ interrupted stops the supervisor it started, so nothing runs that no release rec
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import signal
@@ -25,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlctl.core.errors import OperationFailed
+from mlctl.core.errors import NotFound, OperationFailed
 from mlctl.core.ports import ensure_port_free, port_holder, port_in_use, port_in_use_error  # noqa: F401 - re-exported
-from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget
+from mlctl.lifecycle.deploy.base import DeploymentStatus, DeployPlan, DeploySpec, DeployTarget, validate_replicas
 from mlctl.lifecycle.deploy.lock import deployment_lock, flock_holder_pid
 from mlctl.lifecycle.deploy.supervisor import CONTROL, PIDFILE, STATUS, SUPERVISOR_LOCK, read_json, write_json
 
@@ -266,6 +267,57 @@ class LocalTarget(DeployTarget):
                 _stop_pid(pid, timeout)
             return bool(pids)
 
+    def scale(self, name: str, replicas: int, *, timeout: float | None = None) -> DeploymentStatus:
+        """Run ``replicas`` server processes of the serving revision, on the same socket.
+
+        The supervisor starts the new processes and waits until they are ready (scaling up), or
+        stops the surplus ones gracefully: they finish their in-flight requests while the others
+        keep accepting from the shared socket (scaling down). No request is refused either way.
+        A failed scale-up stops its new processes and leaves the count as it was
+        (:class:`OperationFailed`). The count is kept in ``control.json`` (``replicas``), so a
+        supervisor restarted later runs as many; a later deploy sets its own.
+        """
+        validate_replicas(replicas)
+        folder = self.folder(name)
+        if read_json(folder / CONTROL) is None:
+            raise NotFound(f"no local deployment named {name!r}", hint="see `mlctl status` for deployments")
+        with deployment_lock(folder, name, "scale"):
+            pid = self.supervisor_pid(name)
+            if pid is None:
+                raise OperationFailed(f"deployment {name} is not running; nothing to scale",
+                                      hint=f"deploy it again: `mlctl deploy ... --name {name} --replicas {replicas}`")
+            control = read_json(folder / CONTROL) or {}
+            live = read_json(folder / STATUS) or {}
+            request = max(int(control.get("scale_request") or 0), int(live.get("scale_request") or 0)) + 1
+            write_json(folder / CONTROL, {**control, "replicas": replicas, "scale_request": request})
+            os.kill(pid, signal.SIGHUP)
+            ready_timeout = float(control.get("ready_timeout_s", 60))
+            self._wait_scaled(name, request, replicas, timeout or ready_timeout + 15, pid)
+        status = self.status(name)
+        assert status is not None
+        return status
+
+    def _wait_scaled(self, name: str, request: int, replicas: int, timeout: float, pid: int) -> None:
+        folder = self.folder(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = read_json(folder / STATUS) or {}
+            if int(live.get("scale_request") or 0) >= request:
+                if live.get("scale_error"):
+                    raise OperationFailed(
+                        f"deployment {name} could not scale to {replicas}: {live['scale_error']}; "
+                        f"{live.get('desired_replicas')} replica(s) keep serving",
+                        hint=f"see `mlctl deploy logs {name}`",
+                        details={"deployment": name, "replicas": replicas})
+                if live.get("ready_replicas") == live.get("desired_replicas") == replicas:
+                    return
+            if not _pid_alive(pid):
+                raise OperationFailed(f"the supervisor of {name} stopped while scaling",
+                                      hint=f"see `mlctl deploy logs {name}`")
+            time.sleep(0.1)
+        raise OperationFailed(f"deployment {name} did not reach {replicas} ready replica(s) in {timeout:.0f}s",
+                              hint=f"see `mlctl deploy logs {name}`")
+
     def logs(self, name: str, tail: int = 100) -> str:
         logs = sorted((self.folder(name) / "logs").glob("*.log")) + [self.folder(name) / "supervisor.log"]
         chunks = []
@@ -283,7 +335,7 @@ class LocalTarget(DeployTarget):
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / CONTROL).is_file())
 
-    def running(self) -> list[str]:
+    def running(self) -> builtins.list[str]:
         """Names of the deployments whose supervisor runs now."""
         return [name for name in self.list() if self.supervisor_pid(name) is not None]
 

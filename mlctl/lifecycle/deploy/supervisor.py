@@ -13,14 +13,19 @@ that one socket, so:
   crashed old servers are restarted with the old revision's settings, never the failed one's;
 * a new revision on another host or port binds the new socket first and starts its servers
   there; the old socket closes only once they are ready (and stays when they fail or the port is
-  taken).
+  taken);
+* a scale (``replicas`` and a higher ``scale_request`` in ``control.json``, then ``SIGHUP``)
+  starts the missing servers on the same socket and counts them once ready, or takes the surplus
+  out of the pool and stops them gracefully; a failed scale-up leaves the count as it was
+  (``scale_error``). A revision that failed is not started again by a later ``SIGHUP``.
 
 Its state is written atomically to ``status.json``: ``revision`` and the ``model``, ``version``,
 ``alias``, ``sha256``, ``host`` and ``port`` of what actually serves, beside ``requested_revision``
 and ``last_error`` for what was asked. Readers take the truth from there, not from
 ``control.json``, which holds the last request (failed or not). The supervisor holds an exclusive
 ``flock`` on ``supervisor.lock`` for its whole life, so a second supervisor for one folder exits at
-once without touching ``supervisor.pid`` or ``status.json``. ``SIGTERM`` stops everything.
+once without touching ``supervisor.pid`` or ``status.json``. ``SIGTERM`` (or ``SIGINT``) stops
+everything, through :class:`mlctl.core.graceful.GracefulStop`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlctl.core.graceful import GracefulStop
 
 CONTROL = "control.json"
 STATUS = "status.json"
@@ -95,12 +102,19 @@ class Supervisor:
         self.last_error: str | None = None
         self.restart_due: dict[int, tuple[float, int]] = {}  # slot -> (when, restarts so far)
         self._reload = False
-        self._stop = False
+        self.graceful = GracefulStop()  # SIGTERM/SIGINT: stop every server gracefully, then exit
+        self.attempted = 0  # the last revision started (a failed one is not retried on a later SIGHUP)
+        self.scale_request = int(self.control.get("scale_request") or 0)  # the last one of control.json handled
+        self.scale_error: str | None = None
         self.sock: socket.socket | None = None
         self.address: tuple[str, int] | None = None
         self._lock_fd: int | None = None
         (folder / "logs").mkdir(exist_ok=True)
         (folder / "run").mkdir(exist_ok=True)
+
+    @property
+    def _stop(self) -> bool:
+        return self.graceful.is_set()
 
     # -- processes ------------------------------------------------------------------------------
     def _spawn(self, slot: int, revision: int, restarts: int = 0, *, control: dict[str, Any] | None = None,
@@ -197,6 +211,7 @@ class Supervisor:
         None on success; else why not, with the serving revision (servers, socket, settings) untouched.
         """
         revision = int(control["revision"])
+        self.attempted = revision
         address = self._address(control)
         sock = self.sock
         if sock is None or address != self.address:  # first start, or a move to another host/port
@@ -220,6 +235,29 @@ class Supervisor:
         self._terminate(old)
         if old_sock is not None and old_sock is not sock:
             old_sock.close()
+        return None
+
+    def _scale(self, replicas: int) -> str | None:
+        """Run ``replicas`` servers of the serving revision on its socket; None, or why not (count unchanged).
+
+        Up: new slots start beside the running ones and count once ready. Down: the highest slots
+        leave the pool, then stop gracefully (in-flight requests finish; the others keep accepting).
+        """
+        serving = [w for w in self.workers if w.revision == self.revision and not w.stopping]
+        used = {w.slot for w in serving} | set(self.restart_due)
+        fresh = [self._spawn(slot, self.revision) for slot in range(replicas) if slot not in used]
+        if fresh:
+            error = self._wait_ready(fresh, float(self.control.get("ready_timeout_s", 60)))
+            if error is not None:
+                self._terminate(fresh, timeout=5)
+                return error
+        surplus = [w for w in serving if w.slot >= replicas]
+        for slot in [slot for slot in self.restart_due if slot >= replicas]:
+            del self.restart_due[slot]
+        self.workers = [w for w in self.workers if w not in surplus] + fresh
+        self.control = {**self.control, "replicas": replicas}
+        self._write_status()  # the new count serves from now on; say so before the surplus drains
+        self._terminate(surplus)
         return None
 
     def _reap(self) -> None:
@@ -255,6 +293,8 @@ class Supervisor:
                 for w in sorted(self.workers, key=lambda w: w.slot)
             ],
             "requested_revision": int(self.requested.get("revision", 0)),
+            "scale_request": self.scale_request,
+            "scale_error": self.scale_error,
             "last_error": self.last_error,
             "updated_at": time.time(),
         }
@@ -284,8 +324,7 @@ class Supervisor:
 
     def run(self) -> int:
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_reload", True))
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
-        signal.signal(signal.SIGINT, lambda *_: setattr(self, "_stop", True))
+        self.graceful.install()
         if not self._take_lock():
             self._log(f"another supervisor already runs {self.dir}; exiting")
             return 1
@@ -304,13 +343,23 @@ class Supervisor:
                     self._reload = False
                     self.requested = read_json(self.dir / CONTROL) or self.requested
                     wanted = int(self.requested["revision"])
-                    if wanted != self.revision:
+                    if wanted not in (self.revision, self.attempted):
                         self.state = "updating"
                         self._write_status()
                         error = self._start_revision(self.requested)
                         self.last_error = None if error is None else f"revision {wanted}: {error}"
                         if error is not None:
                             self._log(f"revision {wanted} failed, revision {self.revision} keeps serving: {error}")
+                        self.state = "running"
+                    elif int(self.requested.get("scale_request") or 0) > self.scale_request:
+                        replicas = int(self.requested.get("replicas", 1))
+                        self.state = "scaling"
+                        self._write_status()
+                        self.scale_error = self._scale(replicas)
+                        if self.scale_error is not None:
+                            self._log(f"scaling to {replicas} failed, {self.control.get('replicas')} keep serving: "
+                                      f"{self.scale_error}")
+                        self.scale_request = int(self.requested["scale_request"])
                         self.state = "running"
                 self._reap()
                 current = self.status()
