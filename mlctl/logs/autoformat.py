@@ -45,9 +45,10 @@ candidate formats are the linear-time ones of :mod:`mlctl.logs._format_regex`.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -425,6 +426,25 @@ class Detection:
             "matched": self.matched,
             "continued": self.continued,
         }
+
+
+def split_head(lines: Iterable[tuple[int, str]], n: int = SAMPLE_LINES
+               ) -> tuple[list[tuple[int, str]], Iterator[tuple[int, str]]]:
+    """Read numbered lines up to the ``n``-th non-blank one: (those lines, every line from the first).
+
+    >>> head, every = split_head(enumerate(["a", "", "b", "c"]), n=2)
+    >>> head, list(every)
+    ([(0, 'a'), (1, ''), (2, 'b')], [(0, 'a'), (1, ''), (2, 'b'), (3, 'c')])
+    """
+    rest = iter(lines)
+    head: list[tuple[int, str]] = []
+    seen = 0
+    for item in rest:
+        head.append(item)
+        seen += bool(item[1].strip())
+        if seen >= n:
+            break
+    return head, itertools.chain(head, rest)
 
 
 def sample(lines: Iterable[str], n: int = SAMPLE_LINES) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -95,21 +94,13 @@ def stream_lines(
     With ``"auto"``, the first lines (up to :data:`~mlctl.logs.autoformat.SAMPLE_LINES` non-blank
     ones) are read before the first record comes, to detect the format from.
     """
-    from mlctl.logs.autoformat import SAMPLE_LINES
+    from mlctl.logs.autoformat import split_head
 
     fmt = LogFormat.resolve(log_format)
     numbered: Iterable[tuple[int, str]] = _numbered(lines)
     if fmt.kind == AUTO:
-        rest = iter(numbered)
-        head: list[tuple[int, str]] = []
-        seen = 0
-        for item in rest:
-            head.append(item)
-            seen += bool(item[1].strip())
-            if seen >= SAMPLE_LINES:
-                break
+        head, numbered = split_head(numbered)
         fmt = _detect(head)
-        numbered = itertools.chain(head, rest)
     miner = miner if miner is not None else TemplateMiner()
     for record in _split(numbered, fmt, source):
         if record.parsed:

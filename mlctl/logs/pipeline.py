@@ -9,7 +9,6 @@ replaces it), the rules, and the router built from ``logs.sinks`` and ``logs.rou
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -222,18 +221,11 @@ class LogPipeline:
 
     def _detect_head(self, lines: Iterable[tuple[int, str]]) -> Iterable[tuple[int, str]]:
         """Detect an ``auto`` format from the first non-blank lines; the lines, from the first, come back."""
-        from mlctl.logs.autoformat import SAMPLE_LINES
+        from mlctl.logs.autoformat import split_head
 
-        rest = iter(lines)
-        head: list[tuple[int, str]] = []
-        seen = 0
-        for item in rest:
-            head.append(item)
-            seen += bool(item[1].strip())
-            if seen >= SAMPLE_LINES:
-                break
+        head, every = split_head(lines)
         self._detect([LogRecord(line_id, text, defer_id=True) for line_id, text in head])
-        return itertools.chain(head, rest)
+        return every
 
     def process(self, records: Sequence[LogRecord], *, classify_lines: bool = True) -> list[LogRecord]:
         """Split, mine and (optionally) classify a batch; every input record comes back."""

@@ -17,8 +17,9 @@ Public API (imported on first use, so ``import mlctl.serving`` stays light and a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mlctl.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mlctl.serving.app import create_app
@@ -61,24 +62,4 @@ __all__ = [
     "serve_model",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'mlctl.serving' has no attribute {name!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing in _EXTRA_OF:
-            from mlctl.core.errors import MissingExtra
-
-            raise MissingExtra(missing, _EXTRA_OF[missing], feature="the model server") from exc
-        raise
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, extras=_EXTRA_OF)
