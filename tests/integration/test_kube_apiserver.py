@@ -371,8 +371,18 @@ def test_scale_subresource(api: Any, ns: str) -> None:
     assert (scale.kind, scale.api_version, scale.spec.replicas) == ("Scale", "autoscaling/v1", 1)
     assert scale.status.selector == "app=web"
 
-    scale.spec.replicas = 3
-    after = apps.replace_namespaced_deployment_scale("web", ns, scale)
+    # read-modify-write, as clients do: the controller may move the Deployment's status (and so its
+    # resourceVersion) between the read and the write, and then the write is refused with 409
+    for _ in range(50):
+        scale = apps.read_namespaced_deployment_scale("web", ns)
+        scale.spec.replicas = 3
+        try:
+            after = apps.replace_namespaced_deployment_scale("web", ns, scale)
+            break
+        except ApiException as exc:
+            assert exc.status == 409, exc
+    else:
+        raise AssertionError("every write of the scale met a newer resourceVersion")
     assert after.spec.replicas == 3
     assert apps.read_namespaced_deployment("web", ns).spec.replicas == 3
 
