@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -34,3 +37,16 @@ def write_section(name: str, table: str, result: dict[str, object], doc: Path = 
     else:
         text = text.rstrip() + f"\n\n{block}\n"
     doc.write_text(text)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop the process group a benchmark started (``start_new_session=True``): SIGTERM to the
+    server and its workers, SIGKILL after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -32,7 +32,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine, write_section  # noqa: E402 - benchmarks/ is not a package
+from _common import REPO, RESULTS, machine, stop_group, write_section  # noqa: E402 - benchmarks/ is not a package
 
 N_FEATURES = 20
 N_TREES = 50
@@ -158,14 +157,7 @@ def running(argv: list[str], ready_url: str, log: Path, env: dict[str, str] | No
         wait_http(ready_url, proc, log)
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the group we created: the server and its workers
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)  # the group we created: the server and its workers
 
 
 def wrk(url: str, lua: Path, connections: int, duration: int, cpus: str | None) -> dict[str, Any]:

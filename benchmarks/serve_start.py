@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, machine, shown_path, write_section  # noqa: E402 - benchmarks/ is not a package
+from _common import REPO, RESULTS, machine, shown_path, stop_group, write_section  # noqa: E402 - benchmarks/ is not a package
 
 TARGET_S = 2.0
 FLOOR = "import gc; gc.disable(); import sklearn.ensemble, uvicorn, prometheus_client"
@@ -179,14 +179,7 @@ def start_once(cmd: Command, cwd: Path, record: dict[str, Any], timeout: float =
                 if status != 200:
                     raise SystemExit(f"{cmd.name}: POST {cmd.predict_path} answered {status}")
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)  # the session we created: the server and any child
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc)  # the session we created: the server and any child
             wait_group_gone(proc.pid)  # workers of a server (mlflow's) must not eat the next start's CPU
     return elapsed
 

@@ -60,9 +60,7 @@ class Server:
         return Handler
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    state = Server()
+def _serving(state: Server) -> Iterator[Server]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
@@ -70,19 +68,17 @@ def server() -> Iterator[Server]:
     yield state
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    yield from _serving(Server())
 
 
 @pytest.fixture
 def proxy() -> Iterator[Server]:
     """Another local server, standing in for a proxy named by ``http_proxy``."""
-    state = Server(body=b'{"via": "proxy"}')
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), state.handler())
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    yield from _serving(Server(body=b'{"via": "proxy"}'))
 
 
 @pytest.fixture
