@@ -78,7 +78,7 @@ test: system-deps $(VENV)/.dev $(AIRFLOW_VENV)/.installed lint
 	  --cov --cov-report=term --cov-fail-under=$(COV_MIN) --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev
-	$(BIN)/python -m pytest -p no:cacheprovider -m "not integration and not scenario" tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n auto -m "not integration and not scenario" tests $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

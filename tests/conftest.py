@@ -70,5 +70,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _TIER_SECONDS:
         return
     terminalreporter.section("time per tier")
+    workers = getattr(terminalreporter.config.option, "numprocesses", None)
+    if workers:  # pytest-xdist: durations are summed over the workers, wall time is lower
+        terminalreporter.write_line(f"(test time summed over {workers} workers)")
     for tier, seconds in sorted(_TIER_SECONDS.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{tier:<12} {len(_TIER_TESTS[tier]):>5} tests {seconds / 60:>7.1f} min")
