@@ -92,6 +92,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/logs_parse.py --drain3-python $(PEERS)/drain3/bin/python --whole-process --write-docs
 	$(BIN)/python benchmarks/serve_start.py --write-docs
 	$(BIN)/python benchmarks/logs_stream.py --write-docs
+	$(BIN)/python benchmarks/ab_sequential.py --write-docs
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) $(PEERS) build *.egg-info .coverage htmlcov

@@ -6,18 +6,22 @@ from typing import Annotated, Any
 
 import typer
 
-from mlctl.commands._common import OutputOpt, QuietOpt, VerboseOpt, load
+from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
 from mlctl.core.output import OutputFormat, render, ui
 
-app = typer.Typer(help="Serve models over HTTP in the foreground.\n\n"
+app = typer.Typer(help="Serve models over HTTP in the foreground; define A/B experiments.\n\n"
                   "For managed, restarted, rolled-back servers use `mlctl deploy`.",
                   no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 
 
-@app.callback()
-def _group() -> None:
-    # A callback keeps `serve` a group while it has one subcommand (later issues add more).
-    pass
+experiment_app = typer.Typer(
+    help="A/B experiments between versions of a registered model: traffic split, sticky users, shadow "
+         "traffic, bandits.\n\nState lives where serve.state says (the project's .mlctl/experiments.db, or "
+         "redis://... shared by gateway replicas).",
+    no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+app.add_typer(experiment_app, name="experiment")
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")]
 
 
 @app.command("model")
@@ -64,3 +68,103 @@ def model(
         serve_model(ref, loaded, host=host, port=chosen, on_ready=announce,
                     log_level="info" if ui.verbosity > 0 else "warning", fast_path=not no_fast_path,
                     max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers)
+
+
+@experiment_app.command("create")
+def experiment_create(
+    name: NameArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model the experiment splits.")],
+    variants: Annotated[str, typer.Option("--variants", metavar="ALIAS:PCT,...",
+                                          help="Aliases or versions and their traffic share in percent, summing "
+                                               "to 100; the first is the control. E.g. champion:90,challenger:10")],
+    strategy: Annotated[str | None, typer.Option("--strategy", metavar="NAME",
+                                                 help="weighted, sticky, thompson or epsilon-greedy (default: "
+                                                      "sticky with --sticky-key, else weighted).")] = None,
+    sticky_key: Annotated[str | None, typer.Option("--sticky-key", metavar="FIELD",
+                                                   help="Request field that keeps a user on one variant.")] = None,
+    shadow: Annotated[str | None, typer.Option("--shadow", metavar="ALIAS:PCT",
+                                               help="Also send this share of requests to another version; its "
+                                                    "answers are recorded, never returned.")] = None,
+    epsilon: Annotated[float | None, typer.Option("--epsilon", help="Exploration rate of epsilon-greedy.")] = None,
+    reward: Annotated[str, typer.Option("--reward", help="Outcomes: binary (conversions, labels) or "
+                                                        "continuous.")] = "binary",
+    feedback_window: Annotated[str | None, typer.Option("--feedback-window", metavar="DURATION",
+                                                        help="How long a request accepts feedback (default: "
+                                                             "serve.feedback_window).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a live experiment of that name; its "
+                                                            "counters restart.")] = False,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create an experiment (the same definition again changes nothing).
+
+    Example: mlctl serve experiment create churn-ab --model churn --variants champion:90,challenger:10
+    """
+    from mlctl.serving.experiments.manage import create_experiment
+
+    params = {"epsilon": epsilon} if epsilon is not None else None
+    render(create_experiment(load(), name, model=model, variants=variants, strategy=strategy,
+                             sticky_key=sticky_key, shadow=shadow, params=params, reward=reward,
+                             feedback_window=feedback_window, replace=replace, dry_run=dry_run))
+
+
+@experiment_app.command("list")
+def experiment_list(output: OutputOpt = OutputFormat.table, verbose: VerboseOpt = False,
+                    quiet: QuietOpt = False) -> None:
+    """List experiments and their status.
+
+    Example: mlctl serve experiment list -o json
+    """
+    from mlctl.serving.experiments.manage import list_experiments
+
+    render(list_experiments(load()))
+
+
+@experiment_app.command("show")
+def experiment_show(name: NameArg, output: OutputOpt = OutputFormat.table, verbose: VerboseOpt = False,
+                    quiet: QuietOpt = False) -> None:
+    """Show an experiment: its definition, counters per variant and each variant's traffic share now.
+
+    Example: mlctl serve experiment show churn-ab
+    """
+    from mlctl.serving.experiments.manage import show_experiment
+
+    render(show_experiment(load(), name))
+
+
+def _set_status(name: str, action: str, dry_run: bool) -> None:
+    from mlctl.serving.experiments.manage import set_status
+
+    render(set_status(load(), name, action, dry_run=dry_run))
+
+
+@experiment_app.command("pause")
+def experiment_pause(name: NameArg, dry_run: DryRunOpt = False, output: OutputOpt = OutputFormat.table,
+                     verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+    """Pause an experiment: all traffic goes to the control; counters are kept.
+
+    Example: mlctl serve experiment pause churn-ab
+    """
+    _set_status(name, "pause", dry_run)
+
+
+@experiment_app.command("resume")
+def experiment_resume(name: NameArg, dry_run: DryRunOpt = False, output: OutputOpt = OutputFormat.table,
+                      verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+    """Resume a paused experiment.
+
+    Example: mlctl serve experiment resume churn-ab
+    """
+    _set_status(name, "resume", dry_run)
+
+
+@experiment_app.command("stop")
+def experiment_stop(name: NameArg, dry_run: DryRunOpt = False, output: OutputOpt = OutputFormat.table,
+                    verbose: VerboseOpt = False, quiet: QuietOpt = False) -> None:
+    """Stop an experiment for good: all traffic to the control; its counters stay for the report.
+
+    Example: mlctl serve experiment stop churn-ab
+    """
+    _set_status(name, "stop", dry_run)

@@ -12,7 +12,7 @@ every command that loads the configuration, ``mlctl config show`` and ``mlctl st
 
 >>> from mlctl.core.config import config_model
 >>> list(config_model().model_fields)
-['project', 'tracking', 'deploy', 'services', 'train', 'detect', 'logs']
+['project', 'tracking', 'deploy', 'services', 'train', 'detect', 'logs', 'serve']
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from mlctl.core.config import CoreConfig, config_model, register_section
 from mlctl.detect.spec import DetectSpec
 from mlctl.lifecycle.spec import TrainSpec
 from mlctl.logs.spec import LogsSpec
+from mlctl.serving.spec import ServeSpec
 
 register_section("train", TrainSpec)
 register_section("detect", DetectSpec)
 register_section("logs", LogsSpec)
+register_section("serve", ServeSpec)
 
 __all__ = ["MlctlConfig"]
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         train: TrainSpec = TrainSpec()
         detect: DetectSpec = DetectSpec()
         logs: LogsSpec = LogsSpec()
+        serve: ServeSpec = ServeSpec()
 
 else:
 

@@ -123,6 +123,17 @@ def test_train_and_models(cli, isolated_env: Path, mlflow_db_template: Path,  # 
     run_json(cli, "models-promote", "models", "promote", "demo", "2", "--dry-run")
     run_json(cli, "models-promote", "models", "promote", "demo", "2")
     run_json(cli, "status", "status")  # with runs
+    # experiments on the registered model (variants checked against the real registry)
+    run_json(cli, "serve-experiment-create", "serve", "experiment", "create", "ab", "--model", "demo",
+             "--variants", "champion:50,1:50", "--shadow", "2:5", "--dry-run")
+    run_json(cli, "serve-experiment-create", "serve", "experiment", "create", "ab", "--model", "demo",
+             "--variants", "champion:50,1:50", "--shadow", "2:5")
+    run_json(cli, "serve-experiment-list", "serve", "experiment", "list")
+    run_json(cli, "serve-experiment-show", "serve", "experiment", "show", "ab")
+    run_json(cli, "serve-experiment-pause", "serve", "experiment", "pause", "ab")
+    run_json(cli, "serve-experiment-resume", "serve", "experiment", "resume", "ab", "--dry-run")
+    run_json(cli, "serve-experiment-resume", "serve", "experiment", "resume", "ab")
+    run_json(cli, "serve-experiment-stop", "serve", "experiment", "stop", "ab")
 
 
 def test_serve_model(cli, project: Path, monkeypatch: pytest.MonkeyPatch, calls: dict) -> None:  # noqa: ANN001, F811

@@ -385,8 +385,9 @@ def test_capability_sections_come_from_the_composition_root() -> None:
     model = cfg.config_model()
     assert model is cfg.config_model()  # cached
     assert issubclass(model, cfg.CoreConfig) and model.__name__ == "MlctlConfig"
-    assert list(model.model_fields) == ["project", "tracking", "deploy", "services", "train", "detect", "logs"]
-    assert [s.name for s in cfg.registered_sections()] == ["train", "detect", "logs"]
+    assert list(model.model_fields) == ["project", "tracking", "deploy", "services", "train", "detect", "logs",
+                                        "serve"]
+    assert [s.name for s in cfg.registered_sections()] == ["train", "detect", "logs", "serve"]
     assert model.model_fields["train"].description == "``train:`` the training job of this project."
     assert mlctl.sections.MlctlConfig is model  # the whole model's public name, where it is named
     assert f"{model.__module__}.{model.__qualname__}" == "mlctl.sections.MlctlConfig"

@@ -53,6 +53,8 @@ SEAMS: list[tuple[str, str, str]] = [
      "the model server loads models with the same SHA-256-checked loader that saved them"),
     ("mlctl.serving.runner", "mlctl.lifecycle.registry",
      "`mlctl serve` resolves a registered model (name@alias) to its artifact"),
+    ("mlctl.serving.experiments.manage", "mlctl.lifecycle.registry_fast",
+     "an experiment's variants (aliases, versions) are checked against the registry, read without MLflow"),
     ("mlctl.serving", "mlctl.lifecycle.artifact",
      "ModelArtifact, the registered model version a deploy target (or `mlctl serve`) hands the model server"),
     ("mlctl.status", "mlctl.lifecycle.releases",

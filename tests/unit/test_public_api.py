@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {ROOT / "mlctl": "mlctl", ROOT / "commands": "mlctl.commands"}
 #: packages whose __init__ names what a user of the library imports (lazily)
 CURATED = ["mlctl.core", "mlctl.connectors", "mlctl.detect", "mlctl.logs", "mlctl.lifecycle",
-           "mlctl.lifecycle.deploy", "mlctl.serving", "mlctl.engines"]
+           "mlctl.lifecycle.deploy", "mlctl.serving", "mlctl.serving.experiments",
+           "mlctl.serving.experiments.strategies", "mlctl.engines"]
 HEAVY = ["numpy", "pandas", "sklearn", "scipy", "mlflow", "torch", "fastapi", "uvicorn", "confluent_kafka",
          "kubernetes", "opensearchpy", "statsmodels"]
 
