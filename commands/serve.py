@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,94 @@ from mlctl.core.output import OutputFormat, render, ui
 app = typer.Typer(help="Serve models over HTTP in the foreground; define A/B experiments.\n\n"
                   "For managed, restarted, rolled-back servers use `mlctl deploy`.",
                   no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+
+
+@app.command("start")
+def start(
+    models: Annotated[str | None, typer.Option("--models", metavar="A,B,...",
+                                               help="Registered models to serve, comma-separated.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Serve every registered model.")] = False,
+    port: Annotated[int | None, typer.Option("--port", "-p", min=0, max=65535,
+                                             help="Port to listen on (default: deploy.port; 0: any free port).",
+                                             show_default=False)] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most rows in one model call.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0,
+                                               help="How long a partial batch may wait while another runs.")] = 2.0,
+    queue_size: Annotated[int, typer.Option("--queue-size", min=1,
+                                            help="Most rows waiting per model version; beyond it: 429.")] = 1024,
+    workers: Annotated[int, typer.Option("--workers", min=1,
+                                         help="Model calls running at once per version (threads).")] = 1,
+    no_fast_path: Annotated[bool, typer.Option("--no-fast-path",
+                                               help="Always call the estimator's own predict.")] = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Serve many registered models behind one endpoint, with their A/B experiments, until Ctrl-C.
+
+    Endpoints: GET /v1/models, POST /v1/models/NAME/predict (routed by the model's running
+    experiment), POST /v1/models/NAME/versions/V/predict (pinned), POST /v1/feedback, GET /health,
+    /ready, /metrics. Once ready it prints the endpoint and the models (-o json: one document).
+
+    Example: mlctl serve start --models churn,fraud --port 8080
+    """
+    from mlctl.serving.gateway_start import GatewayReady
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    loaded = load({"deploy.port": port} if port else None)
+    chosen = port if port is not None else int(loaded.config.deploy.port)
+
+    def announce(info: Any) -> None:
+        render(GatewayReady(info))
+
+    from mlctl.serving.gateway_start import serve_gateway
+
+    serve_gateway(loaded, models=names, all_models=all_models, host=host, port=chosen, on_ready=announce,
+                  log_level="info" if ui.verbosity > 0 else "warning", fast_path=not no_fast_path,
+                  max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers)
+
+
+@app.command("report")
+def report(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")],
+    alpha: Annotated[float, typer.Option("--alpha", help="False-positive rate of the decision (split between "
+                                                         "challengers).")] = 0.05,
+    gateway: Annotated[str | None, typer.Option("--gateway", metavar="URL",
+                                                help="Read per-variant latency from this gateway's /metrics.")] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="When significant, point the control's alias at the "
+                                                            "winner and stop the experiment; exit 3 when not yet.")]
+    = False,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE",
+                                              help="Also draw the variants' rates (.png, .svg, .pdf).")] = None,
+    dry_run: DryRunOpt = False,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Report an experiment: traffic, outcomes, latency, the tests against the control and the decision.
+
+    The decision follows an always-valid sequential test (mSPRT): reading the report after every
+    batch of requests does not inflate false positives. The z-test, the probability to beat the
+    control and the minimum detectable effect are shown beside it.
+
+    Example: mlctl serve report churn-ab --promote
+    """
+    from mlctl.serving.experiments.report import build_report, plot_report, promote_winner
+
+    loaded = load()
+    result = build_report(loaded, name, alpha=alpha, gateway=gateway)
+    if plot is not None:
+        plot_report(result, plot)
+    if promote:
+        from mlctl.core.errors import CheckFailed
+
+        try:
+            result = promote_winner(loaded, result, dry_run=dry_run)
+        except CheckFailed:
+            render(result)  # the report still shows why nothing was promoted (exit 3)
+            raise
+    render(result)
 
 
 experiment_app = typer.Typer(

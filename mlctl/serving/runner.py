@@ -130,20 +130,40 @@ def run_server(
     ``max_body_bytes``, ``workers``). ``on_ready`` is called once the server accepts
     connections, after ``ready_file`` is written. Uses uvloop and httptools when installed.
     """
+    app = create_app(predictor, **batching)
+
+    def describe(endpoint: str) -> ServerInfo:
+        return ServerInfo(predictor.name, predictor.version, predictor.artifact.alias, predictor.artifact.sha256,
+                          endpoint, os.getpid())
+
+    def announce(info: ServerInfo) -> None:
+        log.info("serving %s version %s at %s (pid %d)", info.model, info.version, info.endpoint, info.pid)
+        if on_ready is not None:
+            on_ready(info)
+
+    run_asgi(app, describe, host=host, port=port, fd=fd, ready_file=ready_file, on_ready=announce,
+             log_level=log_level)
+
+
+def run_asgi(app: Any, describe: Callable[[str], Any], *, host: str = "127.0.0.1", port: int | None = 8000,
+             fd: int | None = None, ready_file: Path | None = None, on_ready: Callable[[Any], None] | None = None,
+             log_level: str = "info") -> None:
+    """Serve an ASGI app (the model server, the gateway) with uvicorn until SIGTERM or SIGINT.
+
+    ``describe(endpoint)`` makes what ``on_ready`` receives once the server accepts connections
+    (after the app's lifespan started).
+    """
     if fd is None and port is None:
         raise UsageError("give a port or an inherited socket file descriptor (fd)")
-    app = create_app(predictor, **batching)
     sock = adopt_socket(fd) if fd is not None else bind_socket(host, int(port or 0))
-    info = ServerInfo(predictor.name, predictor.version, predictor.artifact.alias, predictor.artifact.sha256,
-                      _endpoint(sock), os.getpid())
+    endpoint = _endpoint(sock)
     config = uvicorn.Config(app, loop="auto", http="auto", lifespan="on", log_level=log_level,
                             log_config=_log_config(log_level), access_log=False, server_header=False,
                             proxy_headers=False, timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S)
 
-    def ready() -> None:
-        log.info("serving %s version %s at %s (pid %d)", info.model, info.version, info.endpoint, info.pid)
+    def ready() -> None:  # described once started: the app's lifespan has run
         if on_ready is not None:
-            on_ready(info)
+            on_ready(describe(endpoint))
 
     server = _Server(config, ready_file=ready_file, on_ready=ready)
     settle()  # collect the start's garbage once, freeze the long-lived rest, end a start's GC pause
@@ -157,7 +177,7 @@ def run_server(
     if server.interrupted:
         raise KeyboardInterrupt
     if not server.started:
-        raise OperationFailed("the model server failed to start; see the log lines above")
+        raise OperationFailed("the server failed to start; see the log lines above")
 
 
 class _Server(uvicorn.Server):

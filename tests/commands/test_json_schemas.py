@@ -22,7 +22,7 @@ import pytest
 import typer
 
 from mlctl.commands import app
-from tests.commands.test_serve_cmd import calls, saved  # noqa: F401 - fixtures used by name
+from tests.commands.test_serve_cmd import calls, gateway_calls, saved  # noqa: F401 - fixtures used by name
 from tests.commands.test_train_cmd import make_project, mlflow_db_template  # noqa: F401 - fixture
 from tests.support import detect as _  # noqa: F401  (registers test-jump)
 from tests.unit.test_releases import env  # noqa: F401 - fixture used by name
@@ -130,15 +130,32 @@ def test_train_and_models(cli, isolated_env: Path, mlflow_db_template: Path,  # 
              "--variants", "champion:50,1:50", "--shadow", "2:5")
     run_json(cli, "serve-experiment-list", "serve", "experiment", "list")
     run_json(cli, "serve-experiment-show", "serve", "experiment", "show", "ab")
+    from mlctl.serving.experiments.store import Tally, open_store
+
+    with open_store("sqlite", base=root / ".mlctl") as store:
+        tally = Tally()
+        for variant, wins in (("champion", 100), ("1", 160)):
+            for i in range(1000):
+                tally.outcome("ab", variant, float(i < wins))
+        tally.shadow("ab", "2", agreed=True)
+        store.flush(tally)
+    run_json(cli, "serve-report", "serve", "report", "ab", "--promote", "--dry-run")
     run_json(cli, "serve-experiment-pause", "serve", "experiment", "pause", "ab")
     run_json(cli, "serve-experiment-resume", "serve", "experiment", "resume", "ab", "--dry-run")
     run_json(cli, "serve-experiment-resume", "serve", "experiment", "resume", "ab")
     run_json(cli, "serve-experiment-stop", "serve", "experiment", "stop", "ab")
+    run_json(cli, "serve-report", "serve", "report", "ab")
 
 
 def test_serve_model(cli, project: Path, monkeypatch: pytest.MonkeyPatch, calls: dict) -> None:  # noqa: ANN001, F811
     monkeypatch.chdir(project)
     run_json(cli, "serve-model", "serve", "model", "fraud@champion", "--port", "0")
+
+
+def test_serve_start(cli, project: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                     gateway_calls: dict) -> None:  # noqa: F811
+    monkeypatch.chdir(project)
+    run_json(cli, "serve-start", "serve", "start", "--models", "fraud,churn", "--port", "0")
 
 
 def test_deploy_rollback_releases(cli, env) -> None:  # noqa: ANN001, F811

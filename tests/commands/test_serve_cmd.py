@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,87 @@ def test_help_has_an_example(cli) -> None:
 def test_serve_help_imports_nothing_heavy(args: list[str], project: Path) -> None:
     result = loaded(args, project, [*HEAVY, "fastapi", "uvicorn", "starlette", "prometheus_client"])
     assert result == {"code": 0, "heavy": []}
+
+
+# --------------------------------------------------------------------------- serve start (the gateway)
+
+
+@pytest.fixture
+def gateway_calls(monkeypatch: pytest.MonkeyPatch, saved: ModelArtifact) -> dict[str, Any]:
+    """resolve_model gives ``saved`` as the version a reference names (``NAME``: 4, ``@champion``: 4,
+    ``@challenger``: 5, ``:N``: N); run_asgi runs the app's lifespan and reports ready."""
+    import asyncio
+    import dataclasses
+
+    seen: dict[str, Any] = {"refs": []}
+
+    def resolve(ref: str, loaded_config: Any) -> ModelArtifact:
+        seen["refs"].append(ref)
+        if ref.startswith("missing"):
+            raise NotFound(f"model '{ref}' not found", hint="mlctl models list")
+        version = ref.split(":")[1] if ":" in ref else ("5" if ref.endswith("@challenger") else "4")
+        return dataclasses.replace(saved, name=ref.split("@")[0].split(":")[0], version=version,
+                                   alias=ref.split("@")[1] if "@" in ref else "champion")
+
+    def run_asgi(app: Any, describe: Any, **kwargs: Any) -> None:
+        seen["app"] = app
+        seen.update(kwargs)
+
+        async def main() -> None:
+            async with app.router.lifespan_context(app):
+                kwargs["on_ready"](describe(f"http://{kwargs['host']}:{kwargs['port']}"))
+
+        asyncio.run(main())
+
+    monkeypatch.setattr(registry, "resolve_model", resolve)
+    monkeypatch.setattr(runner, "run_asgi", run_asgi)
+    return seen
+
+
+def test_serve_start_loads_each_model_and_prints_its_endpoints(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               gateway_calls: dict[str, Any]) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "start", "--models", "fraud,churn,fraud", "-p", "9003", "--max-batch", "8")
+    assert r.code == 0, r.err
+    assert gateway_calls["refs"] == ["fraud", "churn"]  # each model once, its default version
+    assert r.err.splitlines() == [
+        f"Gateway at http://127.0.0.1:9003 (pid {os.getpid()}; Ctrl-C to stop)",
+        "  http://127.0.0.1:9003/v1/models/churn/predict: versions 4 (default 4)",
+        "  http://127.0.0.1:9003/v1/models/fraud/predict: versions 4 (default 4)",
+    ]
+    app = gateway_calls["app"]
+    assert app.models["fraud"].versions["4"].settings["max_batch"] == 8 and gateway_calls["port"] == 9003
+
+
+def test_serve_start_loads_every_version_a_running_experiment_names(cli, project: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     gateway_calls: dict[str, Any]) -> None:
+    from mlctl.serving.experiments.definition import new_experiment
+    from mlctl.serving.experiments.store import open_store
+
+    monkeypatch.chdir(project)
+    with open_store("sqlite", base=project / ".mlctl") as store:
+        store.create(new_experiment("ab", "fraud", "champion:50,challenger:50", shadow="7:10"))
+    r = cli("serve", "start", "--models", "fraud", "-o", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["models"] == [{"name": "fraud", "versions": ["4", "5", "7"], "aliases": {"champion": "4",
+                              "challenger": "5"}, "default": "4", "experiment": "ab"}]
+    assert doc["store"].endswith(".mlctl/experiments.db") and doc["endpoint"] == "http://127.0.0.1:8100"
+    assert gateway_calls["refs"] == ["fraud", "fraud@champion", "fraud@challenger", "fraud:7"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ((), 2, "name the models to serve"),
+        (("--models", "fraud", "--all"), 2, "not both"),
+        (("--models", "missing"), 2, "model 'missing' not found"),
+    ],
+)
+def test_serve_start_refuses_what_it_cannot_serve(cli, project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  gateway_calls: dict[str, Any], args: tuple[str, ...], code: int,
+                                                  message: str) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "start", *args)
+    assert r.code == code and message in r.err and "app" not in gateway_calls

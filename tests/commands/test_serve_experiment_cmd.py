@@ -159,3 +159,65 @@ def test_a_memory_store_from_the_environment(cli, proj: Path, monkeypatch: pytes
     monkeypatch.setenv("MLCTL_SERVE__STATE", "postgres://x")
     r = cli("serve", "experiment", "list")
     assert r.code == 2 and "unknown state" in r.err
+
+
+# --------------------------------------------------------------------------- serve report
+
+
+def _outcomes(root: Path, per_variant: dict[str, tuple[int, int]], name: str = "ab") -> None:
+    """Record (requests, conversions) per variant: assignments and their outcomes, in one flush."""
+    with open_store("sqlite", base=root / ".mlctl") as store:
+        t = Tally()
+        for variant, (n, wins) in per_variant.items():
+            for i in range(n):
+                t.assign(name, variant, f"{variant}-{i}", expires_at=4e9)
+                t.outcome(name, variant, 1.0 if i < wins else 0.0)
+        store.flush(t)
+
+
+def test_report_not_yet_significant_and_promote_exits_3(cli, proj: Path) -> None:  # noqa: ANN001
+    assert cli(*CREATE).code == 0
+    _outcomes(proj, {"champion": (300, 30), "challenger": (300, 33)})
+    r = cli("serve", "report", "ab", "-o", "json")
+    doc = json.loads(r.out)
+    assert r.code == 0 and doc["decision"]["status"] == "not_yet" and doc["promotion"] is None
+    (cmp,) = doc["comparisons"]
+    assert cmp["variant"] == "challenger" and abs(cmp["difference"] - 0.01) < 1e-12
+    assert not cmp["sequential"]["reject"] and 0.5 < cmp["probability_to_beat"] < 0.9
+    assert [v["version"] for v in doc["variants"]] == ["2", "3"]  # from the registry's aliases
+    r = cli("serve", "report", "ab", "--promote")
+    assert r.code == 3 and "not significant yet" in r.err and "decision" in r.out  # the report is still shown
+
+
+def test_report_significant_promotes_the_winner_and_stops_the_experiment(cli, proj: Path,  # noqa: ANN001
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlctl.lifecycle.registry as registry
+
+    moved: list[tuple[str, str, str, bool]] = []
+
+    def promote(loaded: object, name: str, version: str, alias: str = "champion", *, dry_run: bool = False):  # noqa: ANN202
+        moved.append((name, version, alias, dry_run))
+        return registry.PromoteResult(name, alias, version, "2", True, dry_run)
+
+    monkeypatch.setattr(registry, "promote", promote)
+    assert cli(*CREATE, "--shadow", "1:5").code == 0
+    _outcomes(proj, {"champion": (2000, 200), "challenger": (2000, 300)})
+    r = cli("serve", "report", "ab", "--promote", "--dry-run", "-o", "json")
+    doc = json.loads(r.out)
+    assert r.code == 0 and doc["decision"] == {"status": "significant", "winner": "challenger",
+                                               "reason": doc["decision"]["reason"]}
+    assert doc["promotion"]["dry_run"] is True and moved == [("churn", "3", "champion", True)]
+    assert doc["experiment"]["status"] == "running" and doc["shadow"]["target"] == "1"
+    plot = proj / "out" / "ab.png"
+    r = cli("serve", "report", "ab", "--promote", "--plot", str(plot))
+    assert r.code == 0 and "champion: 2 -> 3" in r.out and plot.read_bytes()[:4] == b"\x89PNG"
+    assert moved[-1] == ("churn", "3", "champion", False)
+    assert json.loads(cli("serve", "experiment", "show", "ab", "-o", "json").out)["experiment"]["status"] == "stopped"
+
+
+def test_report_refuses_a_bad_alpha_and_an_unknown_experiment(cli, proj: Path) -> None:  # noqa: ANN001
+    assert cli(*CREATE).code == 0
+    r = cli("serve", "report", "ab", "--alpha", "1.5")
+    assert r.code == 2 and "--alpha" in r.err
+    r = cli("serve", "report", "nope")
+    assert r.code == 2 and "no experiment nope" in r.err

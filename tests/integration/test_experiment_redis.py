@@ -81,3 +81,67 @@ def test_a_redis_that_is_not_there_is_exit_4_with_its_url() -> None:
     with pytest.raises(ServiceUnavailable, match="unreachable") as err:
         s.experiments()
     assert url in str(err.value) and err.value.exit_code == 4
+
+
+# Two gateway processes (the real Gateway over HTTP, uvicorn), one Redis: the models are small
+# in-process estimators, so no registry is needed; everything else is what `mlctl serve start` runs.
+GATEWAY = r"""
+import json, sys
+import numpy as np
+from mlctl.lifecycle.artifact import ModelArtifact
+from mlctl.serving import Predictor, create_app
+from mlctl.serving.experiments.store import RedisStore
+from mlctl.serving.gateway import Gateway, ServedModel
+from mlctl.serving.runner import run_asgi
+
+class Versioned:
+    def __init__(self, v): self.v = v
+    def predict(self, rows): return rows[:, 0] + 100.0 * self.v
+
+sig = {"inputs": [{"name": "x", "type": "double"}], "outputs": [{"name": "y", "type": "double"}]}
+apps = {v: create_app(Predictor(ModelArtifact(name="churn", version=v, alias=None, path="m", sha256="ab" * 32,
+                                              signature=sig), Versioned(int(v)))) for v in ("1", "2")}
+store = RedisStore(sys.argv[1], prefix=sys.argv[2])
+gw = Gateway({"churn": ServedModel("churn", apps, {"champion": "1", "challenger": "2"}, "1", "champion")},
+             store=store, flush_interval_s=0.2)
+run_asgi(gw, lambda endpoint: endpoint, port=0, on_ready=lambda e: print(e, flush=True), log_level="warning")
+"""
+
+
+def test_two_gateway_processes_share_one_experiment(redis: Service, store: RedisStore) -> None:
+    import signal
+    import urllib.request
+
+    store.create(make_exp(variants="champion:50,challenger:50", sticky_key="user_id"))
+    procs = [subprocess.Popen([sys.executable, "-c", GATEWAY, redis.url, store.prefix], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        endpoints = [p.stdout.readline().strip() for p in procs]  # type: ignore[union-attr]
+        assert all(e.startswith("http://127.0.0.1:") for e in endpoints), endpoints
+
+        def predict(endpoint: str, user: str) -> tuple[str, str]:
+            body = json.dumps({"records": [{"x": 1.0}], "user_id": user}).encode()
+            req = urllib.request.Request(endpoint + "/v1/models/churn/predict", body,
+                                         {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.headers["X-Mlctl-Variant"], json.load(resp)["request_id"]
+
+        variants = {}
+        for i in range(200):
+            a, _ = predict(endpoints[0], f"u{i}")
+            b, rid = predict(endpoints[1], f"u{i}")
+            assert a == b, f"user u{i}: {a} on one gateway, {b} on the other"
+            variants[f"u{i}"] = a
+        assert set(variants.values()) == {"champion", "challenger"}
+        fb = urllib.request.Request(endpoints[0] + "/v1/feedback",  # feedback to the other replica
+                                    json.dumps({"request_id": rid, "reward": 1}).encode(),
+                                    {"Content-Type": "application/json"})
+        with urllib.request.urlopen(fb, timeout=60) as resp:
+            assert json.load(resp)["variant"] == variants["u199"]
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=60) for p in procs]
+    assert codes == [0, 0]  # stopped gracefully, their last counts flushed
+    stats = store.stats("ab")
+    assert sum(s.assigned for s in stats.values()) == 400 and sum(s.trials for s in stats.values()) == 1

@@ -65,6 +65,17 @@ def test_logs_scenario(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("mlctl-logs.*"))  # cleaned up, every process stopped
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ab_scenario(tmp_path: Path) -> None:
+    proc = run_scenario("ab.sh", TMPDIR=str(tmp_path), PYTHON=sys.executable, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "{'predict 200': 10000," in out and "'feedback 200': 10000" in out
+    assert "challenger beats champion" in out and "ab: all steps passed" in out
+    assert not list(tmp_path.glob("mlctl-ab.*"))  # cleaned up, every process stopped
+
+
 def test_every_scenario_has_a_test() -> None:
     tested = {"demo.sh"} | {
         p.name for p in (REPO / "scenarios").glob("*.sh") if f'"{p.name}"' in Path(__file__).read_text()

@@ -110,3 +110,19 @@ def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path: Path) -> N
 def test_unknown_state_urls_are_refused() -> None:
     with pytest.raises(UsageError, match="unknown serve.state"):
         open_store("postgres://x")
+
+
+def test_a_file_from_before_a_new_counter_gets_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "experiments.db"
+    with sqlite3.connect(path) as conn:  # the first layout, without shadow_agreed
+        conn.execute("CREATE TABLE variant_stats (experiment TEXT NOT NULL, variant TEXT NOT NULL, "
+                     "assigned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (experiment, variant))")
+        conn.execute("INSERT INTO variant_stats VALUES ('ab', 'champion', 5)")
+    with SqliteStore(path) as store:
+        t = Tally()
+        t.shadow("ab", "champion", agreed=True)
+        store.flush(t)
+        stats = store.stats("ab")["champion"]
+    assert (stats.assigned, stats.shadowed, stats.shadow_agreed) == (5, 1, 1)

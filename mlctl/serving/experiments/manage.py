@@ -55,6 +55,24 @@ def check_variants(loaded: LoadedConfig, experiment: Experiment) -> list[str]:
     return []
 
 
+def variant_versions(loaded: LoadedConfig, experiment: Experiment) -> tuple[dict[str, str | None], list[str]]:
+    """The version each variant (and the shadow) names now in the registry, and notes when it cannot be read."""
+    from mlctl.lifecycle.registry_fast import CannotAnswer, reader_for
+
+    names = [*experiment.variant_names, *([experiment.shadow.target] if experiment.shadow else [])]
+    try:
+        reader = reader_for(loaded)
+    except CannotAnswer as exc:
+        return ({n: (n if n.isdigit() else None) for n in names},
+                [f"versions of aliases not read from the registry ({exc})"])
+    try:
+        record = reader.model(experiment.model)
+        aliases = record.aliases if record is not None else {}
+    finally:
+        reader.close()
+    return {n: (n if n.isdigit() else aliases.get(n)) for n in names}, []
+
+
 @dataclass
 class ExperimentResult(Result):
     """``create``, ``pause``, ``resume``, ``stop``: the experiment and what changed."""

@@ -46,17 +46,19 @@ _SCHEMA_VERSION = 1
 @dataclasses.dataclass
 class VariantStats:
     """One variant's counters: requests assigned (and how many by the random fallback of a sticky
-    experiment whose key was missing), shadow copies, errors, and the outcomes received."""
+    experiment whose key was missing), shadow copies answered (and how many agreed with the answer
+    returned), errors, and the outcomes received."""
 
     assigned: int = 0
     fallback: int = 0
     shadowed: int = 0
+    shadow_agreed: int = 0
     errors: int = 0
     trials: int = 0
     reward_sum: float = 0.0
     reward_sq_sum: float = 0.0
 
-    COUNTS: ClassVar[tuple[str, ...]] = ("assigned", "fallback", "shadowed", "errors", "trials")
+    COUNTS: ClassVar[tuple[str, ...]] = ("assigned", "fallback", "shadowed", "shadow_agreed", "errors", "trials")
     SUMS: ClassVar[tuple[str, ...]] = ("reward_sum", "reward_sq_sum")
 
     def add(self, other: VariantStats) -> None:
@@ -111,8 +113,17 @@ class Tally:
         s.fallback += int(fallback)
         self.requests.append(PendingRequest(request_id, experiment, variant, expires_at, prediction))
 
-    def shadow(self, experiment: str, target: str) -> None:
-        self._of(experiment, target).shadowed += 1
+    def shadow(self, experiment: str, target: str, *, agreed: bool = False) -> None:
+        s = self._of(experiment, target)
+        s.shadowed += 1
+        s.shadow_agreed += int(agreed)
+
+    def outcome(self, experiment: str, variant: str, reward: float) -> None:
+        """An outcome already matched to its variant (feedback adds these one at a time)."""
+        s = self._of(experiment, variant)
+        s.trials += 1
+        s.reward_sum += reward
+        s.reward_sq_sum += reward * reward
 
     def error(self, experiment: str, variant: str) -> None:
         self._of(experiment, variant).errors += 1
@@ -247,7 +258,8 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS variant_stats (
         experiment TEXT NOT NULL, variant TEXT NOT NULL,
         assigned INTEGER NOT NULL DEFAULT 0, fallback INTEGER NOT NULL DEFAULT 0,
-        shadowed INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+        shadowed INTEGER NOT NULL DEFAULT 0, shadow_agreed INTEGER NOT NULL DEFAULT 0,
+        errors INTEGER NOT NULL DEFAULT 0,
         trials INTEGER NOT NULL DEFAULT 0, reward_sum REAL NOT NULL DEFAULT 0,
         reward_sq_sum REAL NOT NULL DEFAULT 0, PRIMARY KEY (experiment, variant))""",
     """CREATE TABLE IF NOT EXISTS requests (
@@ -277,6 +289,11 @@ class SqliteStore(ExperimentStore):
             with self._tx() as c:
                 for statement in _DDL:
                     c.execute(statement)
+                have = {row[1] for row in c.execute("PRAGMA table_info(variant_stats)")}
+                for f in _FIELDS:  # counters added since the file was made start at 0
+                    if f not in have:
+                        kind = "INTEGER" if f in VariantStats.COUNTS else "REAL"
+                        c.execute(f"ALTER TABLE variant_stats ADD COLUMN {f} {kind} NOT NULL DEFAULT 0")
                 c.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"cannot use {self.path} as the experiment store: {exc}",
@@ -371,8 +388,7 @@ class SqliteStore(ExperimentStore):
 
     def _add_outcome(self, experiment: str, variant: str, reward: float) -> None:
         t = Tally()
-        s = t._of(experiment, variant)
-        s.trials, s.reward_sum, s.reward_sq_sum = 1, reward, reward * reward
+        t.outcome(experiment, variant, reward)
         self.flush(t)
 
 
