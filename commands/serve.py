@@ -61,6 +61,25 @@ def start(
                   max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers)
 
 
+@app.command("status")
+def status(
+    gateway: Annotated[str | None, typer.Option("--gateway", metavar="URL",
+                                                help="The gateway to ask (default: http://127.0.0.1:DEPLOY_PORT).")]
+    = None,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show what a running gateway serves: models, versions, aliases, experiments, memory per version.
+
+    Example: mlctl serve status --gateway http://127.0.0.1:8080
+    """
+    from mlctl.serving.status import gateway_status
+
+    url = gateway or f"http://127.0.0.1:{int(load().config.deploy.port)}"
+    render(gateway_status(url))
+
+
 @app.command("report")
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")],

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -60,6 +61,7 @@ from mlctl.serving.app import (
     Send,
     _Disconnected,
     _json_bytes,
+    _predict_openapi,
     _receive_body,
     _records_of,
     _Reject,
@@ -88,6 +90,7 @@ class ServedModel:
     aliases: dict[str, str] = field(default_factory=dict)
     default: str = ""
     default_alias: str | None = None  #: the alias the default version follows (``champion``), if any
+    memory: dict[str, int] = field(default_factory=dict)  #: version -> bytes the process grew loading it
 
     def version_of(self, variant: str) -> str | None:
         """The loaded version a variant (an alias or a version) names, if loaded."""
@@ -255,7 +258,9 @@ class Gateway:
                     continue
                 if new not in served.versions:
                     try:
+                        before = rss_bytes()
                         app = await asyncio.to_thread(self.load_version, name, new)
+                        served.memory[new] = max(0, rss_bytes() - before)
                     except Exception as exc:  # noqa: BLE001 - tampered or missing artifact: keep serving the old
                         log.warning("%s@%s moved to version %s, which could not be loaded: %s", name, alias, new, exc)
                         self.metrics.alias_moves.labels(name, alias, "failed").inc()
@@ -330,6 +335,8 @@ class Gateway:
                 raise _Reject(405, "Method Not Allowed", "method_not_allowed", {"Allow": "GET"})
             if path == "/v1/models":
                 await _respond(send, 200, _json_bytes({"models": self.describe()}))
+            elif path == "/openapi.json":
+                await _respond(send, 200, _json_bytes(self.openapi()))
             elif path == "/health":
                 await _respond(send, 200, b'{"status":"ok"}')
             elif path == "/ready":
@@ -357,8 +364,39 @@ class Gateway:
             out.append({"name": name, "versions": sorted(served.versions, key=_version_key),
                         "aliases": dict(served.aliases), "default": served.default,
                         "experiment": None if live is None else live.experiment.name,
+                        "memory_bytes": {v: served.memory.get(v) for v in sorted(served.versions, key=_version_key)},
                         "signature": served.versions[served.default].predictor.signature})
         return out
+
+    def openapi(self) -> dict[str, Any]:
+        """The gateway's OpenAPI document: each model's predict paths with its own input schema."""
+        paths: dict[str, Any] = {}
+        for name, served in sorted(self.models.items()):
+            for version in sorted(served.versions, key=_version_key):
+                op = _gateway_op(served.versions[version], f"{name} version {version}", f"{name}_v{version}")
+                paths[f"/v1/models/{name}/versions/{version}/predict"] = op
+            default = served.versions[served.default]
+            paths[f"/v1/models/{name}/predict"] = _gateway_op(default, f"{name}, routed by its experiment",
+                                                              f"{name}_routed")
+        reason = {"content": {"application/json": {"schema": {"type": "object", "required": ["detail"]}}}}
+        paths["/v1/feedback"] = {"post": {
+            "summary": "The outcome of an earlier request", "operationId": "feedback",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["request_id"], "additionalProperties": False,
+                "properties": {"request_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                               "reward": {"type": "number"}, "label": {}}}}}},
+            "responses": {"200": {"description": "Counted", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["request_id", "experiment", "variant", "reward"]}}}},
+                "404": {"description": "Unknown or expired request id", **reason},
+                "409": {"description": "The request already has an outcome", **reason},
+                "422": {"description": "Malformed feedback", **reason},
+                "503": {"description": "The experiment store is unreachable", **reason}}}}
+        listing = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+        for path, summary in (("/v1/models", "The models served"), ("/health", "The process is up"),
+                              ("/ready", "Every model is loaded")):
+            paths[path] = {"get": {"summary": summary, "operationId": path.strip("/").replace("/", "_"),
+                                   "responses": listing}}
+        return {"openapi": "3.1.0", "info": {"title": "mlctl model gateway", "version": "1"}, "paths": paths}
 
     def _request_id(self, scope: Scope) -> str:
         for name, value in scope["headers"]:
@@ -518,7 +556,38 @@ class Gateway:
         await send({"type": "lifespan.shutdown.complete"})
 
 
+def _gateway_op(model_app: ModelApp, what: str, op_id: str) -> dict[str, Any]:
+    """The model server's predict operation as the gateway serves it: request attributes (plain
+    top-level fields) allowed beside ``records``, ``variant`` and ``request_id`` in the answer, 404."""
+    op = _predict_openapi(model_app.predictor)["post"]
+    op_id = re.sub(r"[^A-Za-z0-9_]", "_", f"predict_{op_id}")
+    op = {**op, "summary": f"Predict with {what}", "operationId": op_id}
+    body = op["requestBody"]["content"]["application/json"]["schema"]
+    wrapped = dict(body["oneOf"][0])
+    wrapped["additionalProperties"] = {"type": ["string", "number", "boolean", "null"]}
+    op["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"oneOf": [wrapped, body["oneOf"][1]]}}}}
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+    ok = {**ok, "properties": {**ok["properties"], "variant": {"type": "string"}, "request_id": {"type": "string"}}}
+    op["responses"] = {**op["responses"], "200": {"description": "One prediction per record, in order",
+                                                   "content": {"application/json": {"schema": ok}}},
+                       "404": {**op["responses"]["503"], "description": "Unknown model or version"}}
+    return {"post": op}
+
+
 _MODEL_REASONS = frozenset({"invalid_json", "invalid_input", "too_large", "overloaded", "not_ready"})
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _version_key(version: str) -> tuple[int, str]:

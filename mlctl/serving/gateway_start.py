@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlctl.core.errors import NotAProject, NotFound, UsageError
 from mlctl.core.output import Result, Table
 from mlctl.serving.app import create_app
-from mlctl.serving.gateway import Gateway, ServedModel
+from mlctl.serving.gateway import Gateway, ServedModel, rss_bytes
 from mlctl.serving.predictor import Predictor
 from mlctl.serving.startup import starting
 
@@ -111,11 +111,15 @@ def build_gateway(loaded: LoadedConfig, *, models: list[str] | None = None, all_
     served: dict[str, ServedModel] = {}
     predictors: dict[tuple[str, str], Predictor] = {}
 
+    memory: dict[tuple[str, str], int] = {}
+
     def load(name: str, ref: str) -> str:
         artifact = resolve_model(ref, loaded)
         key = (name, artifact.version)
         if key not in predictors:
+            before = rss_bytes()
             predictors[key] = Predictor.from_artifact(artifact, fast_path=fast_path)
+            memory[key] = max(0, rss_bytes() - before)
         return artifact.version
 
     with starting():
@@ -132,7 +136,8 @@ def build_gateway(loaded: LoadedConfig, *, models: list[str] | None = None, all_
             default_alias = predictors[(name, default)].artifact.alias
             if default_alias:
                 aliases.setdefault(default_alias, default)
-            served[name] = ServedModel(name, versions, aliases, default, default_alias)
+            served[name] = ServedModel(name, versions, aliases, default, default_alias,
+                                       {v: m for (n, v), m in memory.items() if n == name})
 
     def load_version(name: str, version: str) -> Any:
         """A version an alias moved to, loaded while the gateway serves (in a worker thread)."""

@@ -22,7 +22,7 @@ import pytest
 import typer
 
 from mlctl.commands import app
-from tests.commands.test_serve_cmd import calls, gateway_calls, saved  # noqa: F401 - fixtures used by name
+from tests.commands.test_serve_cmd import calls, gateway_calls, live_gateway, saved  # noqa: F401 - fixtures
 from tests.commands.test_train_cmd import make_project, mlflow_db_template  # noqa: F401 - fixture
 from tests.support import detect as _  # noqa: F401  (registers test-jump)
 from tests.unit.test_releases import env  # noqa: F401 - fixture used by name
@@ -156,6 +156,11 @@ def test_serve_start(cli, project: Path, monkeypatch: pytest.MonkeyPatch,  # noq
                      gateway_calls: dict) -> None:  # noqa: F811
     monkeypatch.chdir(project)
     run_json(cli, "serve-start", "serve", "start", "--models", "fraud,churn", "--port", "0")
+
+
+def test_serve_status(cli, project: Path, monkeypatch: pytest.MonkeyPatch, live_gateway: str) -> None:  # noqa: ANN001, F811
+    monkeypatch.chdir(project)
+    run_json(cli, "serve-status", "serve", "status", "--gateway", live_gateway)
 
 
 def test_deploy_rollback_releases(cli, env) -> None:  # noqa: ANN001, F811

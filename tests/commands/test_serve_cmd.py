@@ -273,3 +273,56 @@ def test_serve_start_refuses_what_it_cannot_serve(cli, project: Path, monkeypatc
     monkeypatch.chdir(project)
     r = cli("serve", "start", *args)
     assert r.code == code and message in r.err and "app" not in gateway_calls
+
+
+# --------------------------------------------------------------------------- serve status
+
+
+@pytest.fixture
+def live_gateway(saved: ModelArtifact) -> Any:
+    """A real gateway (two versions of fraud, champion -> 4) served by uvicorn in a thread."""
+    import dataclasses
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from mlctl.serving import create_app
+    from mlctl.serving.gateway import Gateway, ServedModel
+
+    apps = {v: create_app(Predictor.from_artifact(dataclasses.replace(saved, version=v))) for v in ("4", "5")}
+    gw = Gateway({"fraud": ServedModel("fraud", apps, {"champion": "4"}, "4", "champion", {"4": 3 * 2**20})})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(gw, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+
+
+def test_serve_status_shows_each_loaded_version(cli, project: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                                live_gateway: str) -> None:
+    monkeypatch.chdir(project)
+    r = cli("serve", "status", "--gateway", live_gateway, "-o", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"endpoint": live_gateway, "ready": True, "models": [
+        {"name": "fraud", "versions": ["4", "5"], "aliases": {"champion": "4"}, "default": "4", "experiment": None,
+         "memory_bytes": {"4": 3 * 2**20, "5": None}}]}
+    r = cli("serve", "status", "--gateway", live_gateway)
+    assert r.code == 0 and "3.0" in r.out and "champion" in r.out and "(ready)" in r.out
+
+
+def test_serve_status_of_a_gateway_that_is_not_there_exits_4(cli, project: Path,  # noqa: ANN001
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlctl.engines import free_port
+
+    monkeypatch.chdir(project)
+    r = cli("serve", "status", "--gateway", f"http://127.0.0.1:{free_port()}", "-o", "json")
+    assert r.code == 4 and json.loads(r.err)["error"]["type"] == "ServiceUnavailable"

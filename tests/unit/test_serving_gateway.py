@@ -298,3 +298,19 @@ def test_an_alias_that_moves_is_followed_and_a_different_signature_refused() -> 
 
     asyncio.run(main())
     assert loaded == ["4", "5", "9"]
+
+
+def test_the_openapi_document_describes_each_models_paths() -> None:
+    async def test(c: httpx.AsyncClient, gw: Gateway) -> None:
+        doc = (await c.get("/openapi.json")).json()
+        paths = doc["paths"]
+        assert {"/v1/models/churn/predict", "/v1/models/churn/versions/3/predict", "/v1/models/fraud/predict",
+                "/v1/feedback", "/v1/models"} <= set(paths)
+        op = paths["/v1/models/churn/predict"]["post"]
+        record = op["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]["items"]
+        assert record["required"] == ["x"] and record["properties"]["x"] == {"type": "number"}
+        ids = [o["operationId"] for p in paths.values() for o in p.values()]
+        assert len(ids) == len(set(ids))  # unique operation ids
+        assert {"404", "413", "422", "429"} <= set(op["responses"])
+
+    run(None, test)
