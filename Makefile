@@ -93,6 +93,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/serve_start.py --write-docs
 	$(BIN)/python benchmarks/logs_stream.py --write-docs
 	$(BIN)/python benchmarks/ab_sequential.py --write-docs
+	$(BIN)/python benchmarks/serve_gateway.py --rounds 3 --write-docs
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) $(PEERS) build *.egg-info .coverage htmlcov

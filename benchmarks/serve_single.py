@@ -87,8 +87,9 @@ class Row:
 # ------------------------------------------------------------------------------------------ the model
 
 
-def build_model(folder: Path) -> tuple[Path, Path, list[dict[str, float]], list[Any]]:
-    """Train and save the model; returns (artifact.json, MLflow model dir, a probe record, its prediction)."""
+def build_model(folder: Path, seed: int = 0) -> tuple[Path, Path, list[dict[str, float]], list[Any]]:
+    """Train and save the model; returns (artifact.json, MLflow model dir, a probe record, its prediction).
+    ``seed``: the data's and the forest's (another seed, another forest; the probe record is the same)."""
     import numpy as np
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
@@ -96,8 +97,8 @@ def build_model(folder: Path) -> tuple[Path, Path, list[dict[str, float]], list[
     from mlctl.lifecycle.artifact import ModelArtifact
     from mlctl.lifecycle.serialize import save_mlflow_model
 
-    X, y = make_classification(n_samples=5000, n_features=N_FEATURES, n_informative=10, random_state=0)
-    est = RandomForestClassifier(n_estimators=N_TREES, random_state=0).fit(X, y)
+    X, y = make_classification(n_samples=5000, n_features=N_FEATURES, n_informative=10, random_state=seed)
+    est = RandomForestClassifier(n_estimators=N_TREES, random_state=seed).fit(X, y)
     names = [f"f{i}" for i in range(N_FEATURES)]
     signature = {"inputs": [{"name": n, "type": "double"} for n in names],
                  "outputs": [{"name": "label", "type": "long"}]}

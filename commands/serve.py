@@ -80,6 +80,53 @@ def status(
     render(gateway_status(url))
 
 
+@app.command("rules")
+def rules(
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write to FILE instead of stdout.")] = None,
+    error_rate: Annotated[float, typer.Option("--error-rate", help="Alert above this share of 5xx answers "
+                                                                   "per model and variant.")] = 0.05,
+    p99_ms: Annotated[float, typer.Option("--p99-ms", help="Alert above this p99 latency per model and "
+                                                           "variant.")] = 250.0,
+    for_: Annotated[str, typer.Option("--for", help="How long a condition must hold before firing.")] = "5m",
+    job: Annotated[str, typer.Option("--job", help="Prometheus job name of the gateway's scrape.")] = "mlctl-gateway",
+    target: Annotated[str, typer.Option("--target", metavar="HOST:PORT",
+                                        help="The gateway, in the scrape config printed.")] = "127.0.0.1:8000",
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write Prometheus alerting rules for the gateway: 5xx ratio, p99 latency, store down, alias
+    move refused, shadow disagreement, gateway down. Check them with `promtool check rules FILE`;
+    also prints the scrape config for the gateway's /metrics.
+
+    Example: mlctl serve rules --out rules/mlctl-gateway.yml
+    """
+    from mlctl.serving.observability import gateway_rules
+
+    render(gateway_rules(error_rate=error_rate, p99_ms=p99_ms, for_=for_, job=job, target=target, out=out))
+
+
+@app.command("dashboard")
+def dashboard(
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write to FILE instead of stdout.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Dashboard title.")] = None,
+    job: Annotated[str, typer.Option("--job", help="Prometheus job name of the gateway's scrape.")] = "mlctl-gateway",
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write a Grafana dashboard for the gateway: traffic, errors and latency per model and variant,
+    traffic shares, shadow agreement, feedback, store health, alias moves, batches and queues.
+
+    The JSON imports as is (Dashboards > Import) and asks for the Prometheus data source.
+
+    Example: mlctl serve dashboard --out grafana/gateway.json
+    """
+    from mlctl.serving.observability import gateway_dashboard
+
+    render(gateway_dashboard(title=title, job=job, out=out))
+
+
 @app.command("report")
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")],

@@ -13,10 +13,9 @@ kept, plus ``watch`` and ``detector``):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
+from mlctl.core.observability import DATASOURCE, grafana_dashboard, panel, yaml_str
 from mlctl.detect.spec import DetectSpec
 
 SCORE = "mlctl_detect_anomaly_score"
@@ -43,16 +42,12 @@ def score_condition(spec: DetectSpec) -> str:
     return f"{SCORE}{{{sel}}} >= on(watch, detector) group_left {THRESHOLD}{{{sel}}}"
 
 
-def _yaml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid double-quoted YAML scalar
-
-
 def alerting_rules(spec: DetectSpec, *, for_: str = "0s", job: str = "mlctl-detect") -> str:
     """Prometheus alerting rules (YAML text) on the exported score, plus loop-health rules."""
     sel = f'watch="{spec.name}"'
     stale_after = max(60, int(spec.interval_s * 5))
     labels = {"severity": spec.severity, **spec.labels}
-    label_lines = "".join(f"          {k}: {_yaml_str(v)}\n" for k, v in sorted(labels.items()))
+    label_lines = "".join(f"          {k}: {yaml_str(v)}\n" for k, v in sorted(labels.items()))
     summary = 'Anomaly on {{ $labels.instance }}{{ $labels.job }}: score {{ printf "%.2f" $value }}'
     over = f"its threshold {spec.threshold:g}" if spec.threshold is not None else "the watch's threshold"
     from mlctl.detect.base import DEFAULT_DETECTOR
@@ -71,22 +66,22 @@ def alerting_rules(spec: DetectSpec, *, for_: str = "0s", job: str = "mlctl-dete
         "        labels:\n"
         f"{label_lines}"
         "        annotations:\n"
-        f"          summary: {_yaml_str(summary)}\n"
-        f"          description: {_yaml_str(description)}\n"
+        f"          summary: {yaml_str(summary)}\n"
+        f"          description: {yaml_str(description)}\n"
         "      - alert: MlctlDetectWatchStale\n"
         f"        expr: time() - {LAST_POLL}{{{sel}}} > {stale_after}\n"
         "        for: 1m\n"
         "        labels:\n"
         "          severity: warning\n"
         "        annotations:\n"
-        f"          summary: {_yaml_str(f'mlctl detect watch {spec.name} has not polled for {stale_after}s')}\n"
+        f"          summary: {yaml_str(f'mlctl detect watch {spec.name} has not polled for {stale_after}s')}\n"
         "      - alert: MlctlDetectWatchDown\n"
         f'        expr: up{{job="{job}"}} == 0\n'
         "        for: 1m\n"
         "        labels:\n"
         "          severity: warning\n"
         "        annotations:\n"
-        f"          summary: {_yaml_str('the /metrics endpoint of mlctl detect watch is down')}\n"
+        f"          summary: {yaml_str('the /metrics endpoint of mlctl detect watch is down')}\n"
     )
 
 
@@ -97,35 +92,6 @@ def scrape_config(spec: DetectSpec, *, job: str = "mlctl-detect") -> str:
         "    honor_labels: true  # keep the watched series' own job/instance labels\n"
         f"    static_configs:\n      - targets: ['{spec.metrics_host}:{spec.metrics_port}']\n"
     )
-
-
-def _panel(
-    pid: int,
-    title: str,
-    targets: list[dict[str, Any]],
-    y: int,
-    *,
-    kind: str = "timeseries",
-    w: int = 24,
-    h: int = 8,
-    x: int = 0,
-    field_config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": pid,
-        "type": kind,
-        "title": title,
-        "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
-        "gridPos": {"h": h, "w": w, "x": x, "y": y},
-        "targets": [
-            {"refId": chr(ord("A") + i), "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}, **t}
-            for i, t in enumerate(targets)
-        ],
-        "fieldConfig": field_config or {"defaults": {}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}}
-        if kind == "timeseries"
-        else {"reduceOptions": {"calcs": ["lastNotNull"]}},
-    }
 
 
 def dashboard(spec: DetectSpec, *, title: str | None = None) -> dict[str, Any]:
@@ -144,70 +110,27 @@ def dashboard(spec: DetectSpec, *, title: str | None = None) -> dict[str, Any]:
         "overrides": [],
     }  # fmt: skip
     panels = [
-        _panel(1, "Watched series", [{"expr": query, "legendFormat": "__auto"}], 0),
-        _panel(2, "Anomaly score", [
+        panel(1, "Watched series", [{"expr": query, "legendFormat": "__auto"}], 0),
+        panel(2, "Anomaly score", [
             {"expr": f"{SCORE}{{{sel}}}", "legendFormat": "{{instance}} {{job}}"},
             {"expr": f"{THRESHOLD}{{{sel}}}", "legendFormat": "threshold"}], 8, field_config=score_fields),
-        _panel(3, "Anomalous series now", [{"expr": f"sum({IS_ANOMALY}{{{sel}}})"}], 16, kind="stat", w=6, h=4),
-        _panel(4, "Alerts sent (24h)", [{"expr": f"sum(increase({ALERTS}{{{sel}}}[24h]))"}], 16, kind="stat",
+        panel(3, "Anomalous series now", [{"expr": f"sum({IS_ANOMALY}{{{sel}}})"}], 16, kind="stat", w=6, h=4),
+        panel(4, "Alerts sent (24h)", [{"expr": f"sum(increase({ALERTS}{{{sel}}}[24h]))"}], 16, kind="stat",
                w=6, h=4, x=6),
-        _panel(5, "Alert outbox", [{"expr": f"sum({OUTBOX}{{{sel}}})"}], 16, kind="stat", w=6, h=4, x=12),
-        _panel(6, "Points scored /s", [{"expr": f"sum(rate({POINTS}{{{sel}}}[5m]))"}], 16, kind="stat", w=6, h=4,
+        panel(5, "Alert outbox", [{"expr": f"sum({OUTBOX}{{{sel}}})"}], 16, kind="stat", w=6, h=4, x=12),
+        panel(6, "Points scored /s", [{"expr": f"sum(rate({POINTS}{{{sel}}}[5m]))"}], 16, kind="stat", w=6, h=4,
                x=18),
     ]  # fmt: skip
-    uid = f"mlctl-detect-{spec.name.replace('.', '-')}"
-    if len(uid) > 40:  # Grafana's limit; keep it unique with a hash of the full name
-        uid = uid[:27] + "-" + hashlib.sha256(spec.name.encode()).hexdigest()[:12]
-    return {
-        "__inputs": [
-            {
-                "name": "DS_PROMETHEUS",
-                "label": "Prometheus",
-                "description": "",
-                "type": "datasource",
-                "pluginId": "prometheus",
-                "pluginName": "Prometheus",
-            }
-        ],  # fmt: skip
-        "__requires": [
-            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
-            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
-            {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},
-            {"type": "panel", "id": "stat", "name": "Stat", "version": ""},
-        ],
-        "uid": uid,
-        "title": title or f"mlctl detect: {spec.name}",
-        "tags": ["mlctl", "anomaly-detection"],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "refresh": "30s",
-        "time": {"from": "now-6h", "to": "now"},
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                },
-                {
-                    "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
-                    "enable": True,
-                    "iconColor": "red",
-                    "name": "Anomalies",
-                    "expr": f'ALERTS{{alertname="{ALERT_NAME}", {sel}, alertstate="firing"}}',
-                    "step": "30s",
-                    "titleFormat": "anomaly",
-                    "textFormat": "{{instance}} {{job}}",
-                    "useValueForTime": False,
-                },
-            ]
-        },  # fmt: skip
-        "templating": {"list": []},
-        "panels": panels,
+    anomalies = {
+        "datasource": dict(DATASOURCE),
+        "enable": True,
+        "iconColor": "red",
+        "name": "Anomalies",
+        "expr": f'ALERTS{{alertname="{ALERT_NAME}", {sel}, alertstate="firing"}}',
+        "step": "30s",
+        "titleFormat": "anomaly",
+        "textFormat": "{{instance}} {{job}}",
+        "useValueForTime": False,
     }
+    return grafana_dashboard(title=title or f"mlctl detect: {spec.name}", uid_prefix="mlctl-detect-", name=spec.name,
+                             tags=["mlctl", "anomaly-detection"], panels=panels, annotations=[anomalies])

@@ -2,18 +2,22 @@
 (json/yaml), their rows (csv/jsonl) and their table, so the commands only call and render.
 
 ``score`` returns :class:`mlctl.detect.scoring.ScoreReport`; ``evaluate`` returns
-:class:`mlctl.detect.evaluate.EvaluationReport`.
+:class:`mlctl.detect.evaluate.EvaluationReport`; ``rules`` and ``dashboard`` return the
+:class:`~mlctl.core.observability.AlertingRules` and :class:`~mlctl.core.observability.Dashboard`
+results every capability's rules and dashboards share (re-exported here).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mlctl.core.output import Result, Table, message, to_data
+from mlctl.core.observability import AlertingRules, Dashboard, dashboard_result, rules_result
+from mlctl.core.output import Result, to_data
 from mlctl.detect.spec import DetectSpec
+
+__all__ = ["AlertingRules", "Dashboard", "DetectorList", "WatchOutcome", "WatchPlan", "alerting_rules",
+           "grafana_dashboard", "list_detectors", "watch_plan"]
 
 
 class DetectorList(Result):
@@ -88,23 +92,6 @@ class WatchOutcome(Result):
         return to_data(report_dict(self.report, events=False))
 
 
-class AlertingRules(Result):
-    """``mlctl detect rules``: the rules text (printed as it is in a table), or the file written."""
-
-    def __init__(self, rules: str, scrape_config: str, file: Path | None = None) -> None:
-        self.rules, self.scrape_config, self.file = rules, scrape_config, file
-
-    def document(self) -> dict[str, Any]:
-        if self.file is None:
-            return {"rules": self.rules, "scrape_config": self.scrape_config}
-        return {"file": str(self.file), "scrape_config": self.scrape_config}
-
-    def tables(self) -> Iterable[Table]:
-        if self.file is None:
-            return [Table(self.rules, fmt="text")]
-        return [Table(self.document(), title="wrote alerting rules")]
-
-
 def alerting_rules(spec: DetectSpec, *, for_: str = "0s", out: Path | None = None) -> AlertingRules:
     """Prometheus alerting rules on the exported score (see :func:`mlctl.detect.export.alerting_rules`);
     with ``out`` they are written there and the scrape config to add is told on stderr."""
@@ -113,40 +100,11 @@ def alerting_rules(spec: DetectSpec, *, for_: str = "0s", out: Path | None = Non
 
     if for_ not in ("0", "0s"):
         parse_duration(for_, what="--for")
-    text = export.alerting_rules(spec, for_=for_)
-    scrape = export.scrape_config(spec)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-        message(f"Add to prometheus.yml: rule_files: ['{out}'] and under scrape_configs:\n{scrape}")
-    return AlertingRules(text, scrape, out)
-
-
-class Dashboard(Result):
-    """``mlctl detect dashboard``: the Grafana dashboard itself (a table prints its JSON, ready to
-    import), or, written to a file, ``{"file", "uid", "title", "panels"}``."""
-
-    def __init__(self, dashboard: dict[str, Any], file: Path | None = None) -> None:
-        self.dashboard, self.file = dashboard, file
-
-    def document(self) -> dict[str, Any]:
-        if self.file is None:
-            return self.dashboard
-        d = self.dashboard
-        return {"file": str(self.file), "uid": d["uid"], "title": d["title"], "panels": len(d["panels"])}
-
-    def tables(self) -> Iterable[Table]:
-        if self.file is None:
-            return [Table(json.dumps(self.dashboard, indent=2) + "\n", fmt="text")]
-        return [Table(self.document(), title="wrote Grafana dashboard")]
+    return rules_result(export.alerting_rules(spec, for_=for_), export.scrape_config(spec), out)
 
 
 def grafana_dashboard(spec: DetectSpec, *, title: str | None = None, out: Path | None = None) -> Dashboard:
     """A Grafana dashboard for the watch ``spec`` (written to ``out`` when given)."""
     from mlctl.detect.export import dashboard
 
-    doc = dashboard(spec, title=title)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(doc, indent=2) + "\n")
-    return Dashboard(doc, out)
+    return dashboard_result(dashboard(spec, title=title), out)

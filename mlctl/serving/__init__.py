@@ -11,6 +11,8 @@ Public API (imported on first use, so ``import mlctl.serving`` stays light and a
   graceful SIGTERM.
 * :func:`serve_model` -- resolve ``NAME@ALIAS`` in the registry and serve it (``mlctl serve model``).
 * :class:`MicroBatcher` and its errors, :class:`InputSchema`, :class:`ServerMetrics`.
+* :func:`gateway_rules`, :func:`gateway_dashboard` -- Prometheus alerting rules and a Grafana
+  dashboard for the model gateway (``mlctl serve rules``, ``mlctl serve dashboard``).
 
 ``python -m mlctl.serving --artifact DIR/artifact.json --port 8000`` runs one server process.
 """
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from mlctl.serving.app import create_app
     from mlctl.serving.batching import MicroBatcher, NotRunning, QueueFull, TooManyRows
     from mlctl.serving.metrics import ServerMetrics
+    from mlctl.serving.observability import gateway_dashboard, gateway_rules
     from mlctl.serving.predictor import Predictor
     from mlctl.serving.runner import ServerInfo, run_server, serve_model
     from mlctl.serving.schema import InputSchema, RecordsInvalid
@@ -42,6 +45,8 @@ _EXPORTS = {
     "InputSchema": "mlctl.serving.schema",
     "RecordsInvalid": "mlctl.serving.schema",
     "ServerMetrics": "mlctl.serving.metrics",
+    "gateway_rules": "mlctl.serving.observability",
+    "gateway_dashboard": "mlctl.serving.observability",
 }
 #: third-party modules the server needs, and the pip extra that brings them
 _EXTRA_OF = {"fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "prometheus_client": "serve",
@@ -58,6 +63,8 @@ __all__ = [
     "ServerMetrics",
     "TooManyRows",
     "create_app",
+    "gateway_dashboard",
+    "gateway_rules",
     "run_server",
     "serve_model",
 ]

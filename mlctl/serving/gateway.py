@@ -42,7 +42,6 @@ import os
 import random
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -134,6 +133,24 @@ class _GatewayMetrics:
                                    "(swapped, refused: signature differs, failed: could not load)",
                                    ("model", "alias", "outcome"), registry=r)
         self.state_up.set(1)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """A metric's child for these labels, looked up once (a label lookup costs microseconds)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(self, model: str, version: str, variant: str, status: int, seconds: float) -> None:
+        self._child(self.requests, model, version, variant, str(status)).inc()
+        self._child(self.latency, model, variant).observe(seconds)
+
+    def assigned(self, model: str, experiment: str, variant: str, fallback: bool) -> None:
+        self._child(self.assignments, model, experiment, variant).inc()
+        if fallback:
+            self._child(self.fallbacks, experiment).inc()
 
 
 def _merged(registries: list[CollectorRegistry]) -> bytes:
@@ -182,6 +199,10 @@ class Gateway:
         self._shadows: set[asyncio.Task[None]] = set()
         self.warnings: list[str] = []
         self.store_up = True
+        for name, served in self.models.items():  # alias moves counted from 0, so increase() sees the first
+            for alias in served.aliases:
+                for outcome in ("swapped", "refused", "failed"):
+                    self.metrics.alias_moves.labels(name, alias, outcome)
 
     # -- experiments --------------------------------------------------------------------------------
 
@@ -404,7 +425,7 @@ class Gateway:
                 given = value.decode("latin-1")
                 if _REQUEST_ID.match(given):
                     return given
-        return uuid.uuid4().hex
+        return os.urandom(16).hex()
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send, name: str, pinned: str | None) -> None:
         started = time.perf_counter()
@@ -431,9 +452,7 @@ class Gateway:
             variant = live.strategy.choose(live.arms, key=key, rng=self._rng)
             version = live.versions[variant]
             fallback = live.experiment.sticky_key is not None and key is None
-            self.metrics.assignments.labels(name, live.experiment.name, variant).inc()
-            if fallback:
-                self.metrics.fallbacks.labels(live.experiment.name).inc()
+            self.metrics.assigned(name, live.experiment.name, variant, fallback)
         model_app = served.versions[version]
         headers = [(b"x-request-id", request_id.encode())]
         if live is not None and variant is not None:
@@ -464,9 +483,7 @@ class Gateway:
             await _respond(send, 500, _json_bytes({"detail": f"prediction failed: {type(exc).__name__}: {exc}"}),
                            headers=headers)
         finally:
-            label = variant or "-"
-            self.metrics.requests.labels(name, version, label, str(status)).inc()
-            self.metrics.latency.labels(name, label).observe(time.perf_counter() - started)
+            self.metrics.observe(name, version, variant or "-", status, time.perf_counter() - started)
         if live is None or variant is None:
             return
         exp = live.experiment
@@ -625,7 +642,7 @@ def _rows(payload: Any, model_app: ModelApp) -> Any:
     """The checked input rows of a parsed body. Top-level fields besides ``records`` that hold a
     plain value (a string, number, boolean or null) are request attributes such as a sticky key,
     not record fields: they are set aside whether or not an experiment uses them."""
-    if isinstance(payload, dict):
+    if isinstance(payload, dict) and len(payload) > 1:
         payload = {k: v for k, v in payload.items() if k == "records" or not _is_plain(v)}
     try:
         return model_app.predictor.schema.to_array(_records_of(payload))

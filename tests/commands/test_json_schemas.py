@@ -158,6 +158,13 @@ def test_serve_start(cli, project: Path, monkeypatch: pytest.MonkeyPatch,  # noq
     run_json(cli, "serve-start", "serve", "start", "--models", "fraud,churn", "--port", "0")
 
 
+def test_serve_rules_and_dashboard(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    run_json(cli, "serve-rules", "serve", "rules")
+    run_json(cli, "serve-rules", "serve", "rules", "--out", str(isolated_env / "rules.yml"), "--for", "2m")
+    run_json(cli, "serve-dashboard", "serve", "dashboard")
+    run_json(cli, "serve-dashboard", "serve", "dashboard", "--out", str(isolated_env / "gateway.json"))
+
+
 def test_serve_status(cli, project: Path, monkeypatch: pytest.MonkeyPatch, live_gateway: str) -> None:  # noqa: ANN001, F811
     monkeypatch.chdir(project)
     run_json(cli, "serve-status", "serve", "status", "--gateway", live_gateway)
