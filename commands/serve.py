@@ -15,24 +15,34 @@ app = typer.Typer(help="Serve models over HTTP in the foreground; define A/B exp
                   no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 
 
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")]
+PortOpt = Annotated[int | None, typer.Option("--port", "-p", min=0, max=65535,
+                                             help="Port to listen on (default: deploy.port; 0: any free port).",
+                                             show_default=False)]
+HostOpt = Annotated[str, typer.Option("--host", help="Address to bind.")]
+MaxBatchOpt = Annotated[int, typer.Option("--max-batch", min=1, help="Most rows in one model call.")]
+MaxWaitOpt = Annotated[float, typer.Option("--max-wait-ms", min=0.0,
+                                           help="How long a partial batch may wait while another runs.")]
+QueueOpt = Annotated[int, typer.Option("--queue-size", min=1,
+                                       help="Most rows waiting for a model (per version); beyond it: 429.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1,
+                                         help="Model calls running at once (threads, per version).")]
+NoFastPathOpt = Annotated[bool, typer.Option("--no-fast-path", help="Always call the estimator's own predict "
+                                                                    "(no verified tree fast path).")]
+
+
 @app.command("start")
 def start(
     models: Annotated[str | None, typer.Option("--models", metavar="A,B,...",
                                                help="Registered models to serve, comma-separated.")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Serve every registered model.")] = False,
-    port: Annotated[int | None, typer.Option("--port", "-p", min=0, max=65535,
-                                             help="Port to listen on (default: deploy.port; 0: any free port).",
-                                             show_default=False)] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most rows in one model call.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0,
-                                               help="How long a partial batch may wait while another runs.")] = 2.0,
-    queue_size: Annotated[int, typer.Option("--queue-size", min=1,
-                                            help="Most rows waiting per model version; beyond it: 429.")] = 1024,
-    workers: Annotated[int, typer.Option("--workers", min=1,
-                                         help="Model calls running at once per version (threads).")] = 1,
-    no_fast_path: Annotated[bool, typer.Option("--no-fast-path",
-                                               help="Always call the estimator's own predict.")] = False,
+    port: PortOpt = None,
+    host: HostOpt = "127.0.0.1",
+    max_batch: MaxBatchOpt = 64,
+    max_wait_ms: MaxWaitOpt = 2.0,
+    queue_size: QueueOpt = 1024,
+    workers: WorkersOpt = 1,
+    no_fast_path: NoFastPathOpt = False,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -176,26 +186,17 @@ experiment_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 app.add_typer(experiment_app, name="experiment")
 
-NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")]
-
 
 @app.command("model")
 def model(
     ref: Annotated[str, typer.Argument(metavar="NAME@ALIAS", help="Registered model: NAME@ALIAS or NAME:VERSION.")],
-    port: Annotated[int | None, typer.Option("--port", "-p", min=0, max=65535,
-                                             help="Port to listen on (default: deploy.port; 0: any free port).",
-                                             show_default=False)] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most rows in one model call.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0,
-                                               help="How long a partial batch may wait while another runs.")] = 2.0,
-    queue_size: Annotated[int, typer.Option("--queue-size", min=1,
-                                            help="Most rows waiting for the model; beyond it: 429.")] = 1024,
-    workers: Annotated[int, typer.Option("--workers", min=1,
-                                         help="Model calls running at once (threads).")] = 1,
-    no_fast_path: Annotated[bool, typer.Option("--no-fast-path",
-                                               help="Always call the estimator's own predict (no verified "
-                                                    "tree fast path).")] = False,
+    port: PortOpt = None,
+    host: HostOpt = "127.0.0.1",
+    max_batch: MaxBatchOpt = 64,
+    max_wait_ms: MaxWaitOpt = 2.0,
+    queue_size: QueueOpt = 1024,
+    workers: WorkersOpt = 1,
+    no_fast_path: NoFastPathOpt = False,
     output: OutputOpt = OutputFormat.table,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,

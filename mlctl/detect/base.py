@@ -20,41 +20,20 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from mlctl.core.errors import NotFound, UsageError
+from mlctl.core.errors import NotFound
+from mlctl.core.params import Parameterised
 
 
-@dataclass(frozen=True)
-class Param:
-    """One declared parameter: its type, default, bounds and meaning."""
-
-    type: type
-    default: Any
-    doc: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] | None = None
-
-
-class Detector(ABC):
+class Detector(Parameterised, ABC):
     """A causal, online anomaly detector on a univariate or multivariate stream."""
 
-    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "detector"
     summary: ClassVar[str] = ""
-    params: ClassVar[dict[str, Param]] = {}
     default_threshold: ClassVar[float] = 0.5
-
-    def __init__(self, **params: Any) -> None:
-        self._params = validate_params(type(self), params)
-        for key, value in self._params.items():
-            setattr(self, key, value)
-
-    def get_params(self) -> dict[str, Any]:
-        return dict(self._params)
 
     def clone(self) -> Detector:
         """A fresh, untrained detector with the same parameters."""
@@ -81,33 +60,6 @@ class Detector(ABC):
         """Score a series (shape (n,) or (n, d)), learning as it goes; same numbers as update()."""
         values = np.asarray(values, dtype=float)
         return np.fromiter((self.update(x) for x in values), dtype=float, count=len(values))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
-        return f"{type(self).__name__}({args})"
-
-
-def validate_params(cls: type[Detector], given: dict[str, Any]) -> dict[str, Any]:
-    """Check parameters against the class's declared table; fill in defaults."""
-    unknown = sorted(set(given) - set(cls.params))
-    if unknown:
-        known = ", ".join(sorted(cls.params)) or "none"
-        raise UsageError(f"detector {cls.name!r} has no parameter {unknown[0]!r}", hint=f"its parameters: {known}")
-    out: dict[str, Any] = {}
-    for key, spec in cls.params.items():
-        value = given.get(key, spec.default)
-        if value is not None and not isinstance(value, spec.type):
-            try:
-                value = spec.type(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"detector {cls.name!r}: {key} must be {spec.type.__name__}, got {value!r}") from None
-        if spec.choices is not None and value not in spec.choices:
-            raise UsageError(f"detector {cls.name!r}: {key} must be one of {', '.join(map(str, spec.choices))}")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-                raise UsageError(f"detector {cls.name!r}: {key}={value} is outside [{spec.low}, {spec.high}]")
-        out[key] = value
-    return out
 
 
 _REGISTRY: dict[str, type[Detector]] = {}

@@ -349,19 +349,23 @@ class ModelApp:
             self.metrics.observe_request(self.metrics.endpoint(path), status, time.perf_counter() - started)
 
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
-        """The ASGI lifespan protocol around :meth:`lifespan`."""
-        started = False
-        await receive()  # lifespan.startup
-        try:
-            async with self.lifespan():
-                await send({"type": "lifespan.startup.complete"})
-                started = True
-                await receive()  # lifespan.shutdown
-        except BaseException:
-            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
-            await send({"type": failed, "message": traceback.format_exc()})
-            raise
-        await send({"type": "lifespan.shutdown.complete"})
+        await run_lifespan(self.lifespan, receive, send)
+
+
+async def run_lifespan(lifespan: Callable[[], Any], receive: Receive, send: Send) -> None:
+    """The ASGI lifespan protocol around an app's ``lifespan()`` context manager."""
+    started = False
+    await receive()  # lifespan.startup
+    try:
+        async with lifespan():
+            await send({"type": "lifespan.startup.complete"})
+            started = True
+            await receive()  # lifespan.shutdown
+    except BaseException:
+        failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+        await send({"type": failed, "message": traceback.format_exc()})
+        raise
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 def _framework_app(model: ModelApp) -> FastAPI:

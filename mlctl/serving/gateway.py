@@ -65,6 +65,7 @@ from mlctl.serving.app import (
     _records_of,
     _Reject,
     _respond,
+    run_lifespan,
 )
 from mlctl.serving.batching import NotRunning, QueueFull, TooManyRows
 from mlctl.serving.experiments.definition import Experiment
@@ -335,7 +336,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self._run_lifespan(receive, send)
+            await run_lifespan(self.lifespan, receive, send)
             return
         if kind != "http":
             return
@@ -557,20 +558,6 @@ class Gateway:
             return
         self.metrics.feedback.labels(str(status)).inc()
         await _respond(send, status, _json_bytes({"detail": detail}))
-
-    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
-        started = False
-        await receive()
-        try:
-            async with self.lifespan():
-                await send({"type": "lifespan.startup.complete"})
-                started = True
-                await receive()
-        except BaseException as exc:
-            await send({"type": "lifespan.shutdown.failed" if started else "lifespan.startup.failed",
-                        "message": str(exc)})
-            raise
-        await send({"type": "lifespan.shutdown.complete"})
 
 
 def _gateway_op(model_app: ModelApp, what: str, op_id: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mlctl.detect.base import Detector, Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import Detector, register
 
 
 @register

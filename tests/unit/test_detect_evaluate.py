@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from mlctl.core.errors import ConfigError, NotFound, OperationFailed, UsageError, exit_code_for
-from mlctl.detect.base import Detector, Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import Detector, register
 from mlctl.detect.evaluate import evaluate, read_series, results_path, score_results
 from mlctl.detect.nab import NO_DETECTION_THRESHOLD, PROFILES
 

@@ -33,7 +33,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlctl.core.errors import UsageError
-from mlctl.detect.base import Detector, Param
+from mlctl.core.params import Param
+from mlctl.detect.base import Detector
 
 #: the surprise at which the score reaches 0.5; score = z / (z + Z_HALF)
 Z_HALF = 4.0

@@ -6,7 +6,8 @@ import math
 from collections import deque
 from typing import ClassVar
 
-from mlctl.detect.base import Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import register
 from mlctl.detect.detectors._common import (
     COMMON_PARAMS,
     ColumnModel,

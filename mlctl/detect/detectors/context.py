@@ -35,7 +35,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlctl.core.errors import UsageError
-from mlctl.detect.base import Detector, Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import Detector, register
 from mlctl.detect.detectors._common import per_column_row
 
 

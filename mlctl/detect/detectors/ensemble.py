@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from mlctl.core.errors import UsageError
-from mlctl.detect.base import Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import register
 from mlctl.detect.detectors._common import COMMON_PARAMS, ColumnModel, ColumnwiseDetector
 from mlctl.detect.detectors.changepoint import LevelShift
 from mlctl.detect.detectors.forecast import HoltResidual

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from mlctl.detect.base import Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import register
 from mlctl.detect.detectors._common import (
     COMMON_PARAMS,
     ColumnModel,

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlctl.core.errors import UsageError, require
-from mlctl.detect.base import Detector, Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import Detector, register
 
 #: features are clipped here: the forest works in float32
 _BIG = 1e37

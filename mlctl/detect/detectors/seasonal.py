@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 
 from mlctl.core.errors import UsageError
-from mlctl.detect.base import Param, register
+from mlctl.core.params import Param
+from mlctl.detect.base import register
 from mlctl.detect.detectors._common import (
     COMMON_PARAMS,
     ColumnModel,

@@ -22,65 +22,13 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from mlctl.core.errors import UsageError
+from mlctl.core.params import Param, Parameterised
 
 #: the reward kinds the bandits understand
 REWARD_KINDS = ("binary", "continuous")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One declared parameter of a strategy: its type, default, meaning and bounds.
-
-    ``default=None`` with ``required=True`` means the caller must give it.
-    """
-
-    type: type
-    default: Any
-    doc: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] | None = None
-    required: bool = False
-
-
-def validate_params(cls: type[Strategy], given: dict[str, Any]) -> dict[str, Any]:
-    """Check ``given`` against ``cls.params``, fill in the defaults; raise :class:`UsageError` on a bad value."""
-    who = f"strategy {cls.name!r}"
-    unknown = sorted(set(given) - set(cls.params))
-    if unknown:
-        known = ", ".join(sorted(cls.params)) or "none"
-        raise UsageError(f"{who} has no parameter {unknown[0]!r}", hint=f"its parameters: {known}")
-    out: dict[str, Any] = {}
-    for key, spec in cls.params.items():
-        value = given.get(key, spec.default)
-        if value is None:
-            if spec.required:
-                raise UsageError(f"{who} needs the parameter {key!r} ({spec.doc})")
-            out[key] = value
-            continue
-        if isinstance(value, bool) and spec.type is not bool:
-            raise UsageError(f"{who}: {key} must be {spec.type.__name__}, got {value!r}")
-        if not isinstance(value, spec.type):
-            if spec.type is int and isinstance(value, float) and not value.is_integer():
-                raise UsageError(f"{who}: {key} must be int, got {value!r}")
-            try:
-                value = spec.type(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"{who}: {key} must be {spec.type.__name__}, got {value!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{who}: {key} must be a finite number, got {value!r}")
-        if spec.choices is not None and value not in spec.choices:
-            raise UsageError(f"{who}: {key} must be one of {', '.join(map(str, spec.choices))}, got {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-                raise UsageError(f"{who}: {key}={value} is outside [{spec.low}, {spec.high}]")
-        if spec.required and isinstance(value, str) and not value.strip():
-            raise UsageError(f"{who}: {key} must not be empty ({spec.doc})")
-        out[key] = value
-    return out
 
 
 @dataclass(frozen=True)
@@ -171,7 +119,7 @@ def even_over(n: int, indices: Sequence[int]) -> list[float]:
     return out
 
 
-class Strategy(ABC):
+class Strategy(Parameterised, ABC):
     """How the requests of one model are split between its variants.
 
     Subclasses declare ``name``, ``summary`` and their ``params`` table, and override
@@ -180,24 +128,10 @@ class Strategy(ABC):
     :class:`UsageError`) and stored as attributes of the same name.
     """
 
-    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "strategy"
     summary: ClassVar[str] = ""
-    params: ClassVar[dict[str, Param]] = {}
     #: the reward the strategy learns from ("binary" or "continuous"), None when it reads no reward
     reward_kind: str | None = None
-
-    def __init__(self, **params: Any) -> None:
-        self._params = validate_params(type(self), params)
-        for key, value in self._params.items():
-            setattr(self, key, value)
-
-    def get_params(self) -> dict[str, Any]:
-        """The parameters, defaults filled in."""
-        return dict(self._params)
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
-        return f"{type(self).__name__}({args})"
 
     @abstractmethod
     def probabilities(self, arms: Sequence[Arm]) -> list[float]:
