@@ -187,6 +187,7 @@ class Gateway:
         self.alias_check_s = alias_check_s
         self._aliases_checked = 0.0
         self._stack: AsyncExitStack | None = None
+        self._passed_over: set[tuple[str, str, str]] = set()  # (model, alias, version) refused or failed
         self.store = store
         self.flush_interval_s = flush_interval_s
         self.max_body_bytes = max_body_bytes
@@ -276,7 +277,7 @@ class Gateway:
                 continue
             for alias, old in list(served.aliases.items()):
                 new = now.get(alias)
-                if new is None or new == old:
+                if new is None or new == old or (name, alias, new) in self._passed_over:
                     continue
                 if new not in served.versions:
                     try:
@@ -286,12 +287,14 @@ class Gateway:
                     except Exception as exc:  # noqa: BLE001 - tampered or missing artifact: keep serving the old
                         log.warning("%s@%s moved to version %s, which could not be loaded: %s", name, alias, new, exc)
                         self.metrics.alias_moves.labels(name, alias, "failed").inc()
+                        self._passed_over.add((name, alias, new))  # not tried again until the alias moves on
                         continue
                     current = served.versions[old].predictor.signature.get("inputs")
                     if app.predictor.signature.get("inputs") != current:
                         log.warning("%s@%s moved to version %s, whose input signature differs: refused, "
                                     "version %s keeps serving", name, alias, new, old)
                         self.metrics.alias_moves.labels(name, alias, "refused").inc()
+                        self._passed_over.add((name, alias, new))
                         continue
                     assert self._stack is not None
                     await self._stack.enter_async_context(app.lifespan())

@@ -289,6 +289,7 @@ def test_an_alias_that_moves_is_followed_and_a_different_signature_refused() -> 
                 registry["champion"] = "5"  # another signature: refused, 4 keeps serving
                 registry["challenger"] = "9"  # cannot be loaded: 2 keeps serving
                 assert await gw.follow_aliases() == []
+                assert await gw.follow_aliases() == []  # refused and failed versions are not loaded again
                 assert (await c.post("/v1/models/churn/predict", json=body())).json()["version"] == "4"
                 r = await c.post("/v1/models/churn/versions/challenger/predict", json=body())
                 assert r.json()["version"] == "2"
