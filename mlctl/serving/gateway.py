@@ -195,6 +195,7 @@ class Gateway:
         self._rng = random.Random(seed)
         self._clock = clock
         self._tally = Tally()
+        self._unflushed: list[Tally] = []  # batches taken but not yet in the store, oldest first
         self._live: dict[str, _Live] = {}  # model -> its running experiment
         self._flusher: asyncio.Task[None] | None = None
         self._store_lock = asyncio.Lock()
@@ -237,12 +238,14 @@ class Gateway:
         if self.store is None:
             return
         async with self._store_lock:
-            batch = self._tally.take()
+            if self._tally:
+                self._unflushed.append(self._tally.take())
             try:
-                await asyncio.to_thread(self.store.flush, batch)
+                while self._unflushed:  # oldest first; a batch that failed keeps its id, so it is added once
+                    await asyncio.to_thread(self.store.flush, self._unflushed[0])
+                    self._unflushed.pop(0)
                 self._live = await asyncio.to_thread(self._read_experiments)
             except MlctlError as exc:
-                self._tally.merge(batch)  # counted again at the next flush (a failed flush wrote nothing)
                 if self.store_up:  # log once per outage
                     log.warning("experiment store unavailable, counting locally: %s", exc)
                 self.store_up = False

@@ -102,3 +102,20 @@ CHECKS = [check_create_is_idempotent_and_a_different_definition_needs_replace,
           check_status_changes_and_a_stopped_experiment_stays_stopped,
           check_flushes_add_up_and_feedback_counts_once,
           check_feedback_refuses_unknown_expired_and_malformed]
+
+
+def check_a_flush_retried_is_added_once(store: ExperimentStore) -> None:
+    store.create(make_exp())
+    tally = Tally()
+    tally.assign("ab", "champion", "once-1", expires_at=FAR)
+    tally.outcome("ab", "champion", 1.0)
+    store.flush(tally)
+    store.flush(tally)  # the answer was lost, the gateway tries again: the same batch id
+    again = Tally()
+    again.assign("ab", "champion", "once-2", expires_at=FAR)
+    store.flush(again)
+    stats = store.stats("ab")["champion"]
+    assert (stats.assigned, stats.trials, stats.reward_sum) == (2, 1, 1.0)
+
+
+CHECKS.append(check_a_flush_retried_is_added_once)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -94,11 +95,16 @@ class Outcome:
 
 
 class Tally:
-    """What one gateway counted since its last flush (not thread-safe: one lock around it)."""
+    """What one gateway counted since its last flush (not thread-safe: one lock around it).
+
+    ``batch_id`` names it in the store: a flush retried after an unclear failure (the answer
+    lost, the write done) is applied once.
+    """
 
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], VariantStats] = {}
         self.requests: list[PendingRequest] = []
+        self.batch_id = os.urandom(12).hex()
 
     def _of(self, experiment: str, variant: str) -> VariantStats:
         key = (experiment, variant)
@@ -190,7 +196,8 @@ class ExperimentStore(ABC):
 
     @abstractmethod
     def flush(self, tally: Tally) -> None:
-        """Add a tally's counters and record its pending requests, atomically."""
+        """Add a tally's counters and record its pending requests, atomically and once per
+        ``tally.batch_id`` (flushing the same tally again changes nothing)."""
 
     @abstractmethod
     def stats(self, name: str) -> dict[str, VariantStats]:
@@ -266,7 +273,10 @@ _DDL = (
         request_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, variant TEXT NOT NULL,
         expires_at REAL NOT NULL, prediction TEXT, answered INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX IF NOT EXISTS requests_expiry ON requests(expires_at)",
+    "CREATE TABLE IF NOT EXISTS flushes (batch_id TEXT PRIMARY KEY, at REAL NOT NULL)",
 )
+#: how long a flushed batch id is remembered (a retry comes within seconds)
+_FLUSH_MEMORY_S = 86400.0
 _FIELDS = (*VariantStats.COUNTS, *VariantStats.SUMS)
 
 
@@ -357,6 +367,10 @@ class SqliteStore(ExperimentStore):
                f"ON CONFLICT (experiment, variant) DO UPDATE SET {sets}")
         now = time.time()
         with self._tx() as c:
+            if c.execute("INSERT OR IGNORE INTO flushes (batch_id, at) VALUES (?, ?)",
+                         (tally.batch_id, now)).rowcount == 0:
+                return  # this batch was added already
+            c.execute("DELETE FROM flushes WHERE at < ?", (now - _FLUSH_MEMORY_S,))
             c.executemany(sql, [(e, v, *(getattr(s, f) for f in _FIELDS))
                                 for (e, v), s in tally.stats.items() if not s.is_zero()])
             c.executemany("INSERT OR IGNORE INTO requests (request_id, experiment, variant, expires_at, prediction) "
@@ -467,28 +481,41 @@ class RedisStore(ExperimentStore):
         with self._call():
             self._r.set(self._k("exp", experiment.name), json.dumps(experiment.to_dict()))
 
+    #: One flush, applied once per batch id: the marker key is set first (NX), then every increment.
+    _FLUSH = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local i = 2
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'i' then redis.call('HINCRBY', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'f' then redis.call('HINCRBYFLOAT', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'h' then redis.call('HSET', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  else redis.call('EXPIRE', ARGV[i + 1], ARGV[i + 2]); i = i + 3 end
+end
+return 1
+"""
+
     def flush(self, tally: Tally) -> None:
         if not tally:
             return
         now = time.time()
+        args: list[Any] = [int(_FLUSH_MEMORY_S)]
+        for (exp, variant), s in tally.stats.items():
+            for f in VariantStats.COUNTS:
+                if getattr(s, f):
+                    args += ["i", self._k("stats", exp), f"{variant}|{f}", getattr(s, f)]
+            for f in VariantStats.SUMS:
+                if getattr(s, f):
+                    args += ["f", self._k("stats", exp), f"{variant}|{f}", repr(getattr(s, f))]
+        for r in tally.requests:
+            key = self._k("req", r.request_id)
+            args += ["h", key, "experiment", r.experiment, "h", key, "variant", r.variant,
+                     "h", key, "expires_at", repr(r.expires_at)]
+            if r.prediction is not None:
+                args += ["h", key, "prediction", r.prediction]
+            args += ["e", key, max(1, int(r.expires_at - now))]
         with self._call():
-            pipe = self._r.pipeline(transaction=True)
-            for (exp, variant), s in tally.stats.items():
-                for f in VariantStats.COUNTS:
-                    if getattr(s, f):
-                        pipe.hincrby(self._k("stats", exp), f"{variant}|{f}", getattr(s, f))
-                for f in VariantStats.SUMS:
-                    if getattr(s, f):
-                        pipe.hincrbyfloat(self._k("stats", exp), f"{variant}|{f}", getattr(s, f))
-            for r in tally.requests:
-                ttl = max(1, int(r.expires_at - now))
-                key = self._k("req", r.request_id)
-                fields = {"experiment": r.experiment, "variant": r.variant, "expires_at": repr(r.expires_at)}
-                if r.prediction is not None:
-                    fields["prediction"] = r.prediction
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl)
-            pipe.execute()
+            self._r.eval(self._FLUSH, 1, self._k("flush", tally.batch_id), *args)
 
     def stats(self, name: str) -> dict[str, VariantStats]:
         with self._call():
