@@ -137,6 +137,49 @@ def dashboard(
     render(gateway_dashboard(title=title, job=job, out=out))
 
 
+@app.command("manifests")
+def manifests(
+    models: Annotated[str, typer.Option("--models", metavar="A,B,...", help="Registered models the gateway serves.")],
+    image: Annotated[str, typer.Option("--image", help="Container image with mlctl installed "
+                                                       "(pip install 'mlctl[serve,ml,redis]').")],
+    name: Annotated[str, typer.Option("--name", help="Name of the Deployment and Service.")] = "gateway",
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Kubernetes namespace.")] = "default",
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="Gateway pods (the HPA's start).")] = 2,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Container port.")] = 8000,
+    state: Annotated[str | None, typer.Option("--state", metavar="URL",
+                                              help="Redis URL for experiment state (default: serve.state).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", metavar="URL",
+                                                     help="MLflow tracking server (default: tracking.uri).")] = None,
+    state_secret: Annotated[str | None, typer.Option("--state-secret", metavar="SECRET:KEY",
+                                                     help="Read the Redis URL from a Secret instead.")] = None,
+    tracking_secret: Annotated[str | None, typer.Option("--tracking-secret", metavar="SECRET:KEY",
+                                                        help="Read the tracking URI from a Secret instead.")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", help="CPU request and limit, e.g. 500m.")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="Memory request and limit, e.g. 1Gi.")] = None,
+    hpa_max: Annotated[int | None, typer.Option("--hpa-max", min=1, help="Add an HPA scaling up to N pods.")] = None,
+    hpa_min: Annotated[int | None, typer.Option("--hpa-min", min=1, help="The HPA's lower bound.")] = None,
+    hpa_cpu: Annotated[int | None, typer.Option("--hpa-cpu", min=1, max=100,
+                                                help="The HPA's CPU target in percent of the request.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write to FILE instead of stdout.")] = None,
+    output: OutputOpt = OutputFormat.table,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write Kubernetes manifests for the gateway: a Deployment running `mlctl serve start`, a
+    Service and, with --hpa-max, a HorizontalPodAutoscaler. Replicas share experiment state in
+    Redis; models come from the tracking server. Apply with `kubectl apply -f FILE`.
+
+    Example: mlctl serve manifests --models churn --image mlctl:1 --state redis://redis:6379/0 --hpa-max 8 --cpu 1
+    """
+    from mlctl.serving.manifests import gateway_manifests
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    render(gateway_manifests(load(), names, image=image, name=name, namespace=namespace, replicas=replicas,
+                             port=port, state=state, tracking_uri=tracking_uri, state_secret=state_secret,
+                             tracking_secret=tracking_secret, cpu=cpu, memory=memory, hpa_max=hpa_max,
+                             hpa_min=hpa_min, hpa_cpu=hpa_cpu, out=out))
+
+
 @app.command("report")
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name.")],

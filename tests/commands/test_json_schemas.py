@@ -165,6 +165,13 @@ def test_serve_rules_and_dashboard(cli, isolated_env: Path) -> None:  # noqa: AN
     run_json(cli, "serve-dashboard", "serve", "dashboard", "--out", str(isolated_env / "gateway.json"))
 
 
+def test_serve_manifests(cli, isolated_env: Path) -> None:  # noqa: ANN001
+    args = ("serve", "manifests", "--models", "churn", "--image", "mlctl:1", "--state", "redis://redis:6379/0",
+            "--tracking-uri", "http://mlflow:5000")
+    run_json(cli, "serve-manifests", *args)
+    run_json(cli, "serve-manifests", *args, "--hpa-max", "4", "--cpu", "1", "--out", str(isolated_env / "gw.yaml"))
+
+
 def test_serve_status(cli, project: Path, monkeypatch: pytest.MonkeyPatch, live_gateway: str) -> None:  # noqa: ANN001, F811
     monkeypatch.chdir(project)
     run_json(cli, "serve-status", "serve", "status", "--gateway", live_gateway)

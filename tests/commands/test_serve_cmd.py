@@ -326,3 +326,51 @@ def test_serve_status_of_a_gateway_that_is_not_there_exits_4(cli, project: Path,
     monkeypatch.chdir(project)
     r = cli("serve", "status", "--gateway", f"http://127.0.0.1:{free_port()}", "-o", "json")
     assert r.code == 4 and json.loads(r.err)["error"]["type"] == "ServiceUnavailable"
+
+
+# --------------------------------------------------------------------------- serve manifests
+
+
+def test_serve_manifests_validate_and_take_their_urls_from_config(cli, project: Path,  # noqa: ANN001
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.k8s_validate import validate_strict
+
+    (project / "validate").mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLCTL_SERVE__STATE", "redis://redis:6379/0")
+    monkeypatch.setenv("MLCTL_TRACKING__URI", "http://mlflow:5000")
+    r = cli("serve", "manifests", "--models", "churn,fraud", "--image", "mlctl:1", "--hpa-max", "6", "--cpu", "1",
+            "-o", "json")
+    assert r.code == 0, r.err
+    docs = json.loads(r.out)["manifests"]
+    assert [m["kind"] for m in docs] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
+    check = validate_strict(project / "validate", docs)
+    assert check.returncode == 0, check.stdout + check.stderr
+    container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:4] == ["mlctl", "serve", "start", "--models"] and "churn,fraud" in container["command"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLCTL_SERVE__STATE"] == "redis://redis:6379/0" and env["MLCTL_TRACKING__URI"] == "http://mlflow:5000"
+    out = project / "k8s" / "gateway.yaml"
+    r = cli("serve", "manifests", "--models", "churn", "--image", "mlctl:1", "--state-secret", "redis:url",
+            "--out", str(out))
+    assert r.code == 0 and "wrote Kubernetes manifests" in r.out
+    text = out.read_text()
+    assert "secretKeyRef" in text and "&id" not in text and text.count("\n---\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "must be Redis"),  # the project's embedded sqlite state
+        (("--state", "redis://u:pw@redis:6379/0"), "--state-secret NAME:url"),
+        (("--state-secret", "nokey"), "SECRET:KEY"),
+        (("--state", "redis://redis:6379/0", "--hpa-cpu", "70"), "--hpa-max"),
+    ],
+)
+def test_serve_manifests_refuse_what_replicas_cannot_share(cli, project: Path,  # noqa: ANN001
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            args: tuple[str, ...], message: str) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLCTL_TRACKING__URI", "http://mlflow:5000")
+    r = cli("serve", "manifests", "--models", "churn", "--image", "mlctl:1", *args)
+    assert r.code == 2 and message in r.err

@@ -24,6 +24,7 @@ from mlctl.lifecycle.deploy.k8s_manifests import (
     strategic_patch,
     with_last_applied,
 )
+from tests.support.k8s_validate import validate_strict as _validate
 
 SHA = "0123456789abcdef" * 4
 
@@ -135,21 +136,6 @@ def test_label_values_and_default_image_are_sanitised() -> None:
     assert default_image(spec) == "mlctl/fraud-model:7"
     dep = render_manifests(spec, image=default_image(spec), namespace="ml")[0]
     assert dep["metadata"]["labels"]["app.kubernetes.io/name"] == "Fraud-Model"
-
-
-def _validate(tmp_path: Path, manifests: list[dict]) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).with_name("kubernetes-validate")
-    files = []
-    for i, manifest in enumerate(manifests):
-        path = tmp_path / f"{i}-{manifest['kind']}.json"
-        path.write_text(json.dumps(manifest))
-        files.append(str(path))
-    return subprocess.run(
-        [str(script), "--strict", "--kubernetes-version", "1.32.0", *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_every_manifest_passes_strict_validation_for_1_32(tmp_path: Path) -> None:
