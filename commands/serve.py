@@ -36,6 +36,9 @@ def start(
     models: Annotated[str | None, typer.Option("--models", metavar="A,B,...",
                                                help="Registered models to serve, comma-separated.")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Serve every registered model.")] = False,
+    replicas: Annotated[int, typer.Option("--replicas", min=1, max=64,
+                                          help="Gateway processes on one socket, supervised (restarted if they "
+                                               "crash).")] = 1,
     port: PortOpt = None,
     host: HostOpt = "127.0.0.1",
     max_batch: MaxBatchOpt = 64,
@@ -64,11 +67,17 @@ def start(
     def announce(info: Any) -> None:
         render(GatewayReady(info))
 
-    from mlctl.serving.gateway_start import serve_gateway
+    from mlctl.serving.gateway_start import serve_gateway, serve_replicas
 
-    serve_gateway(loaded, models=names, all_models=all_models, host=host, port=chosen, on_ready=announce,
-                  log_level="info" if ui.verbosity > 0 else "warning", fast_path=not no_fast_path,
-                  max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, workers=workers)
+    settings: dict[str, Any] = {"log_level": "info" if ui.verbosity > 0 else "warning", "fast_path": not no_fast_path,
+                                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "queue_size": queue_size,
+                                "workers": workers}
+    if replicas > 1:
+        serve_replicas(loaded, replicas=replicas, models=names, all_models=all_models, host=host, port=chosen,
+                       on_ready=announce, **settings)
+    else:
+        serve_gateway(loaded, models=names, all_models=all_models, host=host, port=chosen, on_ready=announce,
+                      **settings)
 
 
 @app.command("status")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlctl.core.errors import NotAProject, NotFound, UsageError
@@ -167,9 +168,11 @@ def _aliases_reader(loaded: LoadedConfig) -> Callable[[str], dict[str, str] | No
 
 
 def serve_gateway(loaded: LoadedConfig, *, models: list[str] | None = None, all_models: bool = False,
-                  host: str = "127.0.0.1", port: int = 8000, on_ready: Callable[[GatewayInfo], None] | None = None,
-                  fast_path: bool = True, log_level: str = "warning", **batching: Any) -> None:
-    """Load the models and run the gateway in the foreground until Ctrl-C or SIGTERM."""
+                  host: str = "127.0.0.1", port: int = 8000, fd: int | None = None, ready_file: Path | None = None,
+                  on_ready: Callable[[GatewayInfo], None] | None = None, fast_path: bool = True,
+                  log_level: str = "warning", **batching: Any) -> None:
+    """Load the models and run the gateway in the foreground until Ctrl-C or SIGTERM (on ``fd``, an
+    inherited listening socket, when a supervisor runs several)."""
     from mlctl.serving.runner import run_asgi
 
     gateway = build_gateway(loaded, models=models, all_models=all_models, fast_path=fast_path, **batching)
@@ -181,7 +184,88 @@ def serve_gateway(loaded: LoadedConfig, *, models: list[str] | None = None, all_
                            None if gateway.store is None else gateway.store.url, list(gateway.warnings))
 
     try:
-        run_asgi(gateway, describe, host=host, port=port, on_ready=on_ready, log_level=log_level)
+        run_asgi(gateway, describe, host=host, port=port, fd=fd, ready_file=ready_file, on_ready=on_ready,
+                 log_level=log_level)
     finally:
         if gateway.store is not None:
             gateway.store.close()
+
+
+def serve_replicas(loaded: LoadedConfig, *, replicas: int, models: list[str] | None = None,
+                   all_models: bool = False, host: str = "127.0.0.1", port: int = 8000,
+                   on_ready: Callable[[GatewayInfo], None] | None = None, fast_path: bool = True,
+                   log_level: str = "warning", ready_timeout_s: float = 600.0, **batching: Any) -> None:
+    """Run ``replicas`` gateway processes on one listening socket under the deployment supervisor
+    (it binds the port, restarts a crashed process with backoff, and stops them all gracefully on
+    SIGTERM or Ctrl-C), in the foreground. The models are resolved once here first, so a bad name
+    fails at once and the processes start from verified local copies."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from mlctl.core.errors import OperationFailed
+    from mlctl.core.graceful import GracefulStop
+    from mlctl.core.http import get_json
+    from mlctl.core.proc import free_port
+    from mlctl.lifecycle.deploy.supervisor import CONTROL, STATUS, read_json, write_json
+    from mlctl.lifecycle.registry import resolve_model
+
+    names = _model_names(loaded, models, all_models)
+    for name in names:
+        resolve_model(name, loaded)
+    port = port or free_port()
+    if loaded.project_file is not None:
+        run = loaded.state_dir / "gateway" / str(port)
+    else:
+        run = Path(tempfile.mkdtemp(prefix="mlctl-gateway-"))
+    run.mkdir(parents=True, exist_ok=True)
+    (run / STATUS).unlink(missing_ok=True)
+    server = ["mlctl.serving.gateway_worker", "--models", ",".join(names), "--log-level", log_level]
+    if batching.get("workers") is not None:
+        server += ["--workers", str(batching["workers"])]
+    if not fast_path:
+        server.append("--no-fast-path")
+    write_json(run / CONTROL, {"revision": 1, "host": host, "port": port, "replicas": replicas, "server": server,
+                               "ready_timeout_s": ready_timeout_s,
+                               **{k: batching[k] for k in ("max_batch", "max_wait_ms", "queue_size") if k in batching}})
+    with open(run / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlctl.lifecycle.deploy.supervisor", "--dir", str(run)],
+                                cwd=loaded.root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://{host}:{port}"
+
+    def forward(*_: Any) -> None:  # the supervisor stops every process gracefully
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    with GracefulStop(on_signal=forward) as stop:
+        deadline = time.monotonic() + ready_timeout_s + 30
+        while True:
+            status = read_json(run / STATUS) or {}
+            if status.get("state") == "failed" or proc.poll() is not None:
+                proc.wait()
+                why = status.get("last_error") or f"see {run / 'supervisor.log'}"
+                raise OperationFailed(f"the gateway replicas did not start: {why}")
+            if status.get("state") == "running" and status.get("ready_replicas", 0) >= replicas:
+                break
+            if stop.is_set() or time.monotonic() > deadline:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+                if stop.is_set():
+                    raise KeyboardInterrupt
+                raise OperationFailed(f"the gateway replicas were not ready in {ready_timeout_s:.0f} s; "
+                                      f"see {run / 'logs'}")
+            time.sleep(0.2)
+        listing = get_json(endpoint + "/v1/models", what="the gateway")
+        keys = ("name", "versions", "aliases", "default", "experiment")
+        store = str(loaded.config.serve.state)
+        if on_ready is not None:
+            on_ready(GatewayInfo(endpoint, proc.pid, [{k: m[k] for k in keys} for m in listing["models"]],
+                                 store, [f"{replicas} gateway processes on {endpoint}, supervised "
+                                         f"(logs in {run / 'logs'})"]))
+        while proc.poll() is None:
+            stop.wait(0.5)
+        proc.wait()
+    if "SIGINT" in stop.received:
+        raise KeyboardInterrupt

@@ -58,6 +58,8 @@ SEAMS: list[tuple[str, str, str]] = [
      "the gateway and experiments read aliases and versions from the registry without MLflow"),
     ("mlctl.serving.manifests", "mlctl.lifecycle.deploy.k8s_manifests",
      "the gateway's Kubernetes manifests share the model server's pod, probe and label conventions"),
+    ("mlctl.serving.gateway_start", "mlctl.lifecycle.deploy.supervisor",
+     "`mlctl serve start --replicas N` runs the gateway's processes under the deployment supervisor"),
     ("mlctl.serving", "mlctl.lifecycle.artifact",
      "ModelArtifact, the registered model version a deploy target (or `mlctl serve`) hands the model server"),
     ("mlctl.status", "mlctl.lifecycle.releases",

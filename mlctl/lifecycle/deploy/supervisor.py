@@ -2,8 +2,9 @@
 
 ``mlctl deploy --target local`` starts it once per deployment (``python -m
 mlctl.lifecycle.deploy.supervisor --dir DIR``). It binds the deployment's port, then runs
-``replicas`` model-server processes (``python -m mlctl.serving --fd N``) that all accept from
-that one socket, so:
+``replicas`` model-server processes (``python -m mlctl.serving --fd N``; or the server module
+``control.json`` names under ``server``, such as the model gateway's) that all accept from that
+one socket, so:
 
 * a crashed server is restarted with exponential backoff while the others keep serving;
 * a new revision (``control.json`` rewritten, then ``SIGHUP``) starts new servers on the same
@@ -124,17 +125,10 @@ class Supervisor:
         assert sock is not None
         ready = self.dir / "run" / f"rev{revision}-slot{slot}.ready"
         ready.unlink(missing_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "mlctl.serving",
-            "--artifact",
-            c["artifact"],
-            "--fd",
-            str(sock.fileno()),
-            "--ready-file",
-            str(ready),
-        ]
+        # the server module and its own arguments: a model server by default, or what control.json names
+        # (``server``: e.g. the model gateway's ``["mlctl.serving.gateway_worker", "--models", "a,b"]``)
+        server = [str(a) for a in c["server"]] if c.get("server") else ["mlctl.serving", "--artifact", c["artifact"]]
+        argv = [sys.executable, "-m", *server, "--fd", str(sock.fileno()), "--ready-file", str(ready)]
         for key in ("max_batch", "max_wait_ms", "queue_size"):
             if c.get(key) is not None:
                 argv += [f"--{key.replace('_', '-')}", str(c[key])]
