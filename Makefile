@@ -73,9 +73,15 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check mlctl commands tests benchmarks
 	$(BIN)/mypy
 
+# Two runs, one coverage: the unit and command tiers and the doctests on every core (they share
+# nothing), then the integration and scenario tiers one test at a time (they share the engines).
 test: system-deps $(VENV)/.dev $(AIRFLOW_VENV)/.installed lint
-	MLCTL_TEST_AIRFLOW_PYTHON="$(CURDIR)/$(AIRFLOW_VENV)/bin/python" $(BIN)/python -m pytest -p no:cacheprovider --doctest-modules mlctl tests \
-	  --cov --cov-report=term --cov-fail-under=$(COV_MIN) --durations=25 $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest -p no:cacheprovider -n auto -m "not integration and not scenario" \
+	  --doctest-modules mlctl tests --cov --cov-report= --durations=10 $(PYTEST_ARGS)
+	MLCTL_TEST_AIRFLOW_PYTHON="$(CURDIR)/$(AIRFLOW_VENV)/bin/python" $(BIN)/python -m pytest -p no:cacheprovider \
+	  -m "integration or scenario" tests --cov --cov-append --cov-report=term --cov-fail-under=$(COV_MIN) \
+	  --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev
 	$(BIN)/python -m pytest -p no:cacheprovider -n auto -m "not integration and not scenario" tests $(PYTEST_ARGS)
@@ -94,6 +100,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/logs_stream.py --write-docs
 	$(BIN)/python benchmarks/ab_sequential.py --write-docs
 	$(BIN)/python benchmarks/serve_gateway.py --rounds 3 --write-docs
+	$(BIN)/python benchmarks/gateway_fuzz.py --write-docs
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) $(PEERS) build *.egg-info .coverage htmlcov

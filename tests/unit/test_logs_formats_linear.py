@@ -2,7 +2,8 @@
 
 The guard is a timeout, not a timing assertion: every preset splits all the pathological lines
 below in a few hundredths of a second here, while the lazy ``(.*?)`` fields formats used to
-compile to took minutes on one 400-word line. A regression fails by timing out.
+compile to took minutes on one 400-word line. A regression fails by timing out; the bound (60 s)
+is generous, so a busy machine running the tests on every core with coverage never trips it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def pathological_lines() -> dict[str, str]:
     }
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_every_preset_splits_pathological_lines_in_linear_time(name: str) -> None:
     fmt = LogFormat.resolve(FORMATS[name])
@@ -53,7 +54,7 @@ def test_every_preset_splits_pathological_lines_in_linear_time(name: str) -> Non
             assert len(parts[1]) >= len(line.strip()) - MAX_LINE_CHARS, label  # a long line's rest stays content
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(60)
 def test_the_reported_line_is_unparsed_not_hung() -> None:
     fmt = LogFormat.compile(TEMPLATE_FORMAT)
     assert fmt.split(" ".join(f"tok{i}" for i in range(400))) is None
@@ -125,7 +126,7 @@ def test_json_nested_too_deep_is_unparsed_not_a_crash(name: str) -> None:
     assert PRESETS[name].split(json.dumps({"msg": "ok", "n": [[1]]}))[1] == "ok"  # type: ignore[index]
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(60)
 def test_auto_detection_is_linear_and_reads_a_bounded_sample() -> None:
     from mlctl.logs.autoformat import SAMPLE_LINES, detect_format
 
