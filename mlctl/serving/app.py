@@ -153,8 +153,13 @@ def _parse(body: bytes, predictor: Predictor) -> Any:
 
 def _request_schema(predictor: Predictor) -> dict[str, Any]:
     """The OpenAPI schema of the predict body, from the signature."""
-    kinds = {"double": {"type": "number"}, "float": {"type": "number"}, "long": {"type": "integer"},
-             "integer": {"type": "integer"}, "string": {"type": "string"}, "boolean": {"type": "boolean"}}
+    kinds: dict[str, dict[str, Any]] = {
+        "double": {"type": "number"}, "float": {"type": "number"}, "long": {"type": "integer"},
+        "integer": {"type": "integer"}, "string": {"type": "string"}, "boolean": {"type": "boolean"}}
+    bound = predictor.schema.max_abs
+    if bound is not None:  # a model that computes in float32 refuses larger magnitudes (422)
+        kinds = {k: ({**v, "minimum": -bound, "maximum": bound} if v["type"] in ("number", "integer") else v)
+                 for k, v in kinds.items()}
     record = {"type": "object", "additionalProperties": False,
               "required": list(predictor.schema.names),
               "properties": {n: kinds[t] for n, t in zip(predictor.schema.names, predictor.schema.types,

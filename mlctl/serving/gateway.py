@@ -415,7 +415,9 @@ class Gateway:
                                "reward": {"type": "number"}, "label": {}}}}}},
             "responses": {"200": {"description": "Counted", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["request_id", "experiment", "variant", "reward"]}}}},
+                "400": {"description": "The body is not JSON", **reason},
                 "404": {"description": "Unknown or expired request id", **reason},
+                "413": {"description": "The body is over 64 KiB", **reason},
                 "409": {"description": "The request already has an outcome", **reason},
                 "422": {"description": "Malformed feedback", **reason},
                 "503": {"description": "The experiment store is unreachable", **reason}}}}

@@ -17,6 +17,7 @@ array whose columns are in signature input order and returns plain JSON-able val
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,19 @@ def signature_from_estimator(estimator: Any) -> dict[str, Any]:
     return {"inputs": [{"name": str(n), "type": "double"} for n in names]}
 
 
+#: the largest finite float32: scikit-learn's trees cast their input to float32
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _computes_in_float32(estimator: Any) -> bool:
+    """True for scikit-learn tree models (and pipelines or ensembles ending in one), which cast
+    their input to float32: a larger number overflows to infinity there."""
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    return type(final).__module__.startswith(("sklearn.tree", "sklearn.ensemble._forest", "sklearn.ensemble._gb",
+                                              "sklearn.ensemble._iforest"))
+
+
 class Predictor:
     """A model ready to serve: its artifact's metadata plus the loaded estimator.
 
@@ -70,6 +84,8 @@ class Predictor:
         except ValueError as exc:
             raise OperationFailed(f"model {artifact.ref}: {exc}",
                                   hint="register the model with a signature (mlctl train logs one)") from exc
+        if self.schema.numeric and _computes_in_float32(estimator):
+            self.schema = dataclasses.replace(self.schema, max_abs=FLOAT32_MAX)
         self.artifact = artifact
         self.estimator = estimator
         self._signature = signature

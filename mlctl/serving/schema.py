@@ -71,10 +71,13 @@ def error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class InputSchema:
-    """The ordered input columns of a model and their types."""
+    """The ordered input columns of a model and their types; ``max_abs``: the largest magnitude a
+    number may have (a model that computes in float32, such as scikit-learn's trees, overflows past
+    about 3.4e38: such a value is refused as invalid input, never predicted on or failed with 500)."""
 
     names: tuple[str, ...]
     types: tuple[str, ...]
+    max_abs: float | None = None
 
     @classmethod
     def from_signature(cls, signature: Mapping[str, Any]) -> InputSchema:
@@ -134,6 +137,8 @@ class InputSchema:
             return None
         if not np.isfinite(arr).all():
             return None
+        if self.max_abs is not None and (np.abs(arr) > self.max_abs).any():
+            return None
         ints = self._integer_columns
         if ints and (np.abs(arr[:, ints]) >= 2**53).any():  # the slow path decides the edge exactly
             return None
@@ -164,6 +169,8 @@ class InputSchema:
                                     "model_type"))
             else:
                 row = self._row(record, index, columns, known, errors)
+                if row is not None and self.max_abs is not None:
+                    row = self._in_range(row, index, errors)
                 if row is not None:
                     rows.append(row)
             if len(errors) >= MAX_ERRORS:
@@ -173,6 +180,16 @@ class InputSchema:
         if errors:
             raise RecordsInvalid(errors)
         return np.array(rows, dtype=np.float64 if self.numeric else object)
+
+    def _in_range(self, row: list[Any], index: int, errors: list[dict[str, Any]]) -> list[Any] | None:
+        """``row`` when every number is within ``max_abs``, else None with one error per field."""
+        assert self.max_abs is not None
+        bad = [name for name, value in zip(self.names, row, strict=True)
+               if isinstance(value, float) and abs(value) > self.max_abs]
+        for name in bad:
+            errors.append(error(["records", index, name], f"must be at most {self.max_abs:.4g} in magnitude "
+                                "(the model computes in float32)", "less_than_equal"))
+        return None if bad else row
 
     @staticmethod
     def _row(record: dict[str, Any], index: int, columns: tuple[tuple[str, str], ...], known: frozenset[str],

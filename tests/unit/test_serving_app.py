@@ -106,6 +106,40 @@ def test_a_real_forest_behind_the_app() -> None:
     serve(est, test)
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_number_past_float32_is_422_for_a_forest_and_accepted_by_a_linear_model(fast_path: bool) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, N))
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    huge = {**record(), "f1": 1e39, "f3": -4e38}
+
+    async def refused(client: httpx.AsyncClient, app: Any) -> None:
+        for body in ({"records": [huge]}, {"records": [record(), {**record(), "f1": 1e39, "f3": -4e38}]}):
+            r = await client.post("/v1/predict", json=body)
+            assert r.status_code == 422, r.text
+            loc = [e["loc"][-1] for e in r.json()["detail"] if e["type"] == "less_than_equal"]
+            assert loc == ["f1", "f3"] and "float32" in r.text
+        ok = await client.post("/v1/predict", json={"records": [{**record(), "f1": 3.0e38}]})
+        assert ok.status_code == 200  # the largest float32 range still predicts
+
+    app = create_app(Predictor(artifact(), forest, fast_path=fast_path))
+
+    async def main(test: Any, app: Any) -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+            async with app.router.lifespan_context(app):
+                await test(client, app)
+
+    asyncio.run(main(refused, app))
+    linear = LinearRegression().fit(X, X[:, 0])
+
+    async def accepted(client: httpx.AsyncClient, app: Any) -> None:
+        assert (await client.post("/v1/predict", json={"records": [huge]})).status_code == 200
+
+    asyncio.run(main(accepted, create_app(Predictor(artifact(), linear, fast_path=fast_path))))
+
+
 BAD_BODIES: list[tuple[Any, list[tuple[list[Any], str]]]] = [
     ({"records": [{"f0": 1.0, "f1": 2.0, "f2": 3.0}]}, [(["records", 0, "f3"], "missing")]),
     ({"records": [{**record(), "f2": "x"}]}, [(["records", 0, "f2"], "float_type")]),
