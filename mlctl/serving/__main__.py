@@ -38,10 +38,9 @@ def _port(text: str) -> int:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mlctl.serving", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--artifact", type=Path, required=True, help="the model's artifact.json")
+def add_server_options(p: argparse.ArgumentParser, *, log_level: str = "info") -> None:
+    """Where to listen, the ready file, batching and logging: what every server process takes
+    (the model server here, the gateway's processes in :mod:`mlctl.serving.gateway_worker`)."""
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--port", type=_port, default=None, help="port to bind (default: 8000; 0: any free port)")
@@ -52,18 +51,29 @@ def parser() -> argparse.ArgumentParser:
                    help="how long a partial batch may wait while another runs")
     p.add_argument("--queue-size", type=_positive_int, default=None, help="most rows waiting (then 429)")
     p.add_argument("--workers", type=_positive_int, default=None, help="model calls running at once")
-    p.add_argument("--max-body-bytes", type=_positive_int, default=None, help="larger bodies get 413")
     p.add_argument("--no-fast-path", action="store_true",
                    help="always call the estimator's own predict (no verified tree fast path)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default=log_level, choices=["critical", "error", "warning", "info", "debug"])
+
+
+def batching_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The batching settings given on the command line (the others keep their defaults)."""
+    keys = ("max_batch", "max_wait_ms", "queue_size", "workers", "max_body_bytes")
+    return {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mlctl.serving", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifact", type=Path, required=True, help="the model's artifact.json")
+    add_server_options(p)
+    p.add_argument("--max-body-bytes", type=_positive_int, default=None, help="larger bodies get 413")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    batching = {key: value for key, value in (
-        ("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms), ("queue_size", args.queue_size),
-        ("workers", args.workers), ("max_body_bytes", args.max_body_bytes)) if value is not None}
+    batching = batching_of(args)
     try:
         from mlctl.serving.startup import starting
 

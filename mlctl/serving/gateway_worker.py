@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from mlctl.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, MlctlError
-from mlctl.serving.__main__ import _non_negative_float, _port, _positive_int
+from mlctl.serving.__main__ import add_server_options, batching_of
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,26 +21,13 @@ def parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--models", help="registered models to serve, comma-separated")
     which.add_argument("--all", action="store_true", help="every registered model")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--port", type=_port, default=None, help="port to bind (default: 8000)")
-    where.add_argument("--fd", type=int, default=None, help="serve on this inherited, listening socket")
-    p.add_argument("--ready-file", type=Path, default=None, help="write the pid here once ready")
-    p.add_argument("--max-batch", type=_positive_int, default=None, help="most rows in one model call")
-    p.add_argument("--max-wait-ms", type=_non_negative_float, default=None,
-                   help="how long a partial batch may wait while another runs")
-    p.add_argument("--queue-size", type=_positive_int, default=None, help="most rows waiting per version")
-    p.add_argument("--workers", type=_positive_int, default=None, help="model calls running at once per version")
-    p.add_argument("--no-fast-path", action="store_true", help="always call the estimator's own predict")
-    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    add_server_options(p, log_level="warning")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    batching = {key: value for key, value in (
-        ("max_batch", args.max_batch), ("max_wait_ms", args.max_wait_ms), ("queue_size", args.queue_size),
-        ("workers", args.workers)) if value is not None}
+    batching = batching_of(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     try:
         from mlctl.core.config import load_config
