@@ -22,7 +22,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("mlctl.commands.doctor:doctor", "Check every optional engine at its configured URL."),
     "train": ("mlctl.commands.train:train", "Train the project's model, track it in MLflow, gate and register it."),
     "models": ("mlctl.commands.models:app", "List, inspect, compare and promote registered models."),
-    "serve": ("mlctl.commands.serve:app", "Serve models over HTTP in the foreground; define A/B experiments."),
+    "serve": ("mlctl.commands.serve:app", "Serve one model over HTTP, or many behind a gateway with A/B tests."),
     "deploy": ("mlctl.commands.deploy:app", "Deploy a registered model: local processes, Docker or Kubernetes."),
     "rollback": ("mlctl.commands.rollback:rollback",
                  "Roll a deployment back to the previous (or given) release, alias included."),

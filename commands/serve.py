@@ -10,7 +10,7 @@ import typer
 from mlctl.commands._common import DryRunOpt, OutputOpt, QuietOpt, VerboseOpt, load
 from mlctl.core.output import OutputFormat, render, ui
 
-app = typer.Typer(help="Serve models over HTTP in the foreground; define A/B experiments.\n\n"
+app = typer.Typer(help="Serve one model over HTTP, or many behind a gateway with A/B tests.\n\n"
                   "For managed, restarted, rolled-back servers use `mlctl deploy`.",
                   no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 
