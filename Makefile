@@ -77,14 +77,14 @@ lint: $(VENV)/.dev
 # nothing), then the integration and scenario tiers one test at a time (they share the engines).
 test: system-deps $(VENV)/.dev $(AIRFLOW_VENV)/.installed lint
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest -p no:cacheprovider -n auto -m "not integration and not scenario" \
+	$(BIN)/python -m pytest -p no:cacheprovider -n auto --dist loadfile -m "not integration and not scenario" \
 	  --doctest-modules mlctl tests --cov --cov-report= --durations=10 $(PYTEST_ARGS)
 	MLCTL_TEST_AIRFLOW_PYTHON="$(CURDIR)/$(AIRFLOW_VENV)/bin/python" $(BIN)/python -m pytest -p no:cacheprovider \
 	  -m "integration or scenario" tests --cov --cov-append --cov-report=term --cov-fail-under=$(COV_MIN) \
 	  --durations=25 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.dev
-	$(BIN)/python -m pytest -p no:cacheprovider -n auto -m "not integration and not scenario" tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n auto --dist loadfile -m "not integration and not scenario" tests $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
